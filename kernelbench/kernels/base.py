@@ -1,0 +1,90 @@
+"""What a kernel is: a named algorithm that says when it applies and prepares a timed call.
+
+The measurement harness (``kernelbench.sweep``) only talks to this interface:
+
+1. ``kernel.unavailable()``: ``None`` or why the kernel cannot run in this
+   build at all (e.g. a torch without NNPACK) -> status ``unavailable``.
+2. ``kernel.applies(problem)``: ``None`` or why it does not apply to this
+   problem -> no row is written (the kernel is simply not a candidate).
+3. ``kernel.prepare(problem, inputs)``: everything that is *not* timed: weight
+   transforms, layout conversion of the inputs into the kernel's native layout,
+   planning, compilation, output and workspace allocation.  Returns a
+   :class:`Prepared`.
+4. ``prepared.run()`` is the timed call; ``prepared.result(out)`` (untimed)
+   turns what ``run`` returned into a numpy array in the logical layout
+   (NCHW / NCDHW, or the layout of the gradient being computed) for the
+   correctness check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from kernelbench.problem import ConvProblem
+
+
+@dataclasses.dataclass(frozen=True)
+class ProblemInputs:
+    """The tensors of one problem, float arrays in logical layout (NCHW / OIHW, or NCDHW / OIDHW).
+
+    ``x``: activation, shape (N, C, [D,] H, W); ``w``: filter, shape
+    (K, C // groups, [FD,] FH, FW); ``dy``: gradient of the output, shape
+    (N, K, [OD,] OH, OW), only for backward directions.  Arrays are numpy, of
+    the problem's dtype (fp16 as float16; bf16 and int8 are given as float32
+    holding exactly representable values).
+    """
+
+    x: np.ndarray
+    w: np.ndarray
+    dy: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A kernel ready to be timed.
+
+    Attributes:
+        run: the timed call; returns the output (any array type and layout).
+        result: untimed; converts ``run()``'s return value into a numpy array in logical layout.
+        workspace_bytes: extra memory the algorithm holds beyond inputs and output, in bytes.
+        sync: untimed hook the timer calls after ``run`` where the backend is asynchronous (None on the CPU).
+    """
+
+    run: Callable[[], Any]
+    result: Callable[[Any], np.ndarray]
+    workspace_bytes: int = 0
+    sync: Callable[[], None] | None = None
+
+
+def _always_available() -> str | None:
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    """A named convolution algorithm.
+
+    Attributes:
+        name: unique id within its backend, e.g. ``onednn_nchw``; the dataset's ``kernel`` column.
+        algorithm: family, the dataset's ``algorithm`` column: ``direct``, ``im2col_gemm``,
+            ``implicit_gemm``, ``fft``, ``winograd``, ``gemm_1x1``, ``vendor``, ...
+        backend: ``cpu`` or ``cuda``.
+        applies: ``problem -> None`` when the kernel can compute it, else the reason it cannot.
+        prepare: ``(problem, inputs) -> Prepared``; may raise, which is recorded as status ``error``.
+        unavailable: ``() -> None`` or why the kernel cannot run at all in this build.
+        default: member of the backend's ``default`` kernel set (fast sweeps).
+        description: one line for ``kernelbench kernels`` / docs.
+    """
+
+    name: str
+    algorithm: str
+    backend: str
+    applies: Callable[[ConvProblem], str | None]
+    prepare: Callable[[ConvProblem, ProblemInputs], Prepared]
+    unavailable: Callable[[], str | None] = _always_available
+    default: bool = False
+    description: str = ""

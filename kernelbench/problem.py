@@ -1,0 +1,327 @@
+"""The convolution problem: one frozen record, validated, with a stable id.
+
+A problem is always described in *forward* terms: ``in_*`` are the sizes of
+the activation ``x`` fed to the forward convolution, ``out_*`` the sizes of its
+output ``y``, and ``direction`` says which pass is measured
+(``fwd``: y = conv(x, w); ``bwd_data``: dx from dy; ``bwd_weights``: dw from
+x and dy).  Importers whose native format swaps inputs and outputs for the
+backward passes (MIOpen does) convert to this convention.
+
+2D problems carry ``spatial_dims == 2`` and the depth fields at their neutral
+values (``in_d = filter_d = stride_d = dilation_d = 1``, ``pad_d = 0``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from kernelbench.errors import InputError
+
+DIRECTIONS = ("fwd", "bwd_data", "bwd_weights")
+DTYPES = ("fp32", "fp16", "bf16", "int8")
+LAYOUTS_2D = ("NCHW", "NHWC")
+LAYOUTS_3D = ("NCDHW", "NDHWC")
+LAYOUTS = LAYOUTS_2D + LAYOUTS_3D
+
+#: Integer fields a user (or importer) sets; ``out_*`` are derived from them.
+INT_FIELDS = (
+    "spatial_dims",
+    "batch",
+    "in_channels",
+    "out_channels",
+    "groups",
+    "in_d",
+    "in_h",
+    "in_w",
+    "filter_d",
+    "filter_h",
+    "filter_w",
+    "pad_d",
+    "pad_h",
+    "pad_w",
+    "stride_d",
+    "stride_h",
+    "stride_w",
+    "dilation_d",
+    "dilation_h",
+    "dilation_w",
+)
+CATEGORICAL_FIELDS = ("direction", "dtype", "layout")
+#: Every input field, in the canonical order used for ``problem_id``.
+FIELDS = CATEGORICAL_FIELDS + INT_FIELDS
+DERIVED_FIELDS = ("out_d", "out_h", "out_w")
+
+#: Defaults for fields a partial description may leave out (a 2D, ungrouped,
+#: unpadded, unit-stride fp32 NCHW forward convolution).
+DEFAULTS: dict[str, Any] = {
+    "direction": "fwd",
+    "dtype": "fp32",
+    "layout": None,  # NCHW for 2D, NCDHW for 3D
+    "spatial_dims": 2,
+    "groups": 1,
+    "in_d": 1,
+    "filter_d": 1,
+    "pad_d": 0,
+    "pad_h": 0,
+    "pad_w": 0,
+    "stride_d": 1,
+    "stride_h": 1,
+    "stride_w": 1,
+    "dilation_d": 1,
+    "dilation_h": 1,
+    "dilation_w": 1,
+}
+REQUIRED_FIELDS = tuple(f for f in FIELDS if f not in DEFAULTS)
+
+
+def output_size(size: int, filter_size: int, pad: int, stride: int, dilation: int) -> int:
+    """Output length of one spatial axis (floor mode, symmetric padding)."""
+    return (size + 2 * pad - dilation * (filter_size - 1) - 1) // stride + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvProblem:
+    """One convolution problem.  Construction validates every field.
+
+    Raises:
+        InputError: a field is out of range or inconsistent; the message names it.
+    """
+
+    direction: str
+    dtype: str
+    layout: str
+    spatial_dims: int
+    batch: int
+    in_channels: int
+    out_channels: int
+    groups: int
+    in_d: int
+    in_h: int
+    in_w: int
+    filter_d: int
+    filter_h: int
+    filter_w: int
+    pad_d: int
+    pad_h: int
+    pad_w: int
+    stride_d: int
+    stride_h: int
+    stride_w: int
+    dilation_d: int
+    dilation_h: int
+    dilation_w: int
+
+    def __post_init__(self) -> None:
+        def bad(field: str, why: str) -> InputError:
+            return InputError(f"invalid problem: {field}={getattr(self, field)!r} {why}")
+
+        if self.direction not in DIRECTIONS:
+            raise bad("direction", f"is not one of {', '.join(DIRECTIONS)}")
+        if self.dtype not in DTYPES:
+            raise bad("dtype", f"is not one of {', '.join(DTYPES)}")
+        for name in INT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise bad(name, "is not an integer")
+        if self.spatial_dims not in (2, 3):
+            raise bad("spatial_dims", "must be 2 or 3")
+        allowed = LAYOUTS_2D if self.spatial_dims == 2 else LAYOUTS_3D
+        if self.layout not in allowed:
+            raise bad("layout", f"must be one of {', '.join(allowed)} for {self.spatial_dims}D")
+        for name in ("batch", "in_channels", "out_channels", "groups"):
+            if getattr(self, name) < 1:
+                raise bad(name, "must be >= 1")
+        for axis in "dhw":
+            for kind in ("in", "filter", "stride", "dilation"):
+                if getattr(self, f"{kind}_{axis}") < 1:
+                    raise bad(f"{kind}_{axis}", "must be >= 1")
+            if getattr(self, f"pad_{axis}") < 0:
+                raise bad(f"pad_{axis}", "must be >= 0")
+        if self.spatial_dims == 2:
+            for name, neutral in (("in_d", 1), ("filter_d", 1), ("pad_d", 0), ("stride_d", 1), ("dilation_d", 1)):
+                if getattr(self, name) != neutral:
+                    raise bad(name, f"must be {neutral} for a 2D problem")
+        if self.in_channels % self.groups:
+            raise bad("in_channels", f"is not divisible by groups={self.groups}")
+        if self.out_channels % self.groups:
+            raise bad("out_channels", f"is not divisible by groups={self.groups}")
+        for axis in "dhw":
+            if getattr(self, f"out_{axis}") <= 0:
+                raise bad(
+                    f"in_{axis}",
+                    f"gives output size {getattr(self, f'out_{axis}')} <= 0 with "
+                    f"filter_{axis}={getattr(self, f'filter_{axis}')}, pad_{axis}={getattr(self, f'pad_{axis}')}, "
+                    f"dilation_{axis}={getattr(self, f'dilation_{axis}')}",
+                )
+
+    # -- derived sizes -------------------------------------------------
+    def _out(self, axis: str) -> int:
+        return output_size(
+            getattr(self, f"in_{axis}"),
+            getattr(self, f"filter_{axis}"),
+            getattr(self, f"pad_{axis}"),
+            getattr(self, f"stride_{axis}"),
+            getattr(self, f"dilation_{axis}"),
+        )
+
+    @property
+    def out_d(self) -> int:
+        return self._out("d")
+
+    @property
+    def out_h(self) -> int:
+        return self._out("h")
+
+    @property
+    def out_w(self) -> int:
+        return self._out("w")
+
+    @property
+    def problem_id(self) -> str:
+        """A stable 16-hex-digit id derived from every input field."""
+        return problem_id_of(self.as_dict())
+
+    @property
+    def flops(self) -> int:
+        """Multiply-adds x 2 of the forward convolution (same count for each direction)."""
+        macs = (
+            self.batch
+            * self.out_channels
+            * self.out_d
+            * self.out_h
+            * self.out_w
+            * (self.in_channels // self.groups)
+            * self.filter_d
+            * self.filter_h
+            * self.filter_w
+        )
+        return 2 * macs
+
+    @property
+    def is_depthwise(self) -> bool:
+        return self.groups == self.in_channels and self.groups > 1
+
+    # -- conversion ----------------------------------------------------
+    def as_dict(self) -> dict[str, Any]:
+        """Input fields only, in canonical order."""
+        return {f: getattr(self, f) for f in FIELDS}
+
+    def as_row(self) -> dict[str, Any]:
+        """Input and derived fields plus ``problem_id``: the dataset's problem columns."""
+        row = self.as_dict()
+        row.update({f: getattr(self, f) for f in DERIVED_FIELDS})
+        row["problem_id"] = self.problem_id
+        return row
+
+    def describe(self) -> str:
+        """A short human-readable label, e.g. ``fwd fp32 NCHW n32 c64->k64 56x56 f3x3 p1 s1``."""
+        spatial = "x".join(str(getattr(self, f"in_{a}")) for a in self._axes())
+        filt = "x".join(str(getattr(self, f"filter_{a}")) for a in self._axes())
+        text = (
+            f"{self.direction} {self.dtype} {self.layout} n{self.batch} "
+            f"c{self.in_channels}->k{self.out_channels} {spatial} f{filt} "
+            f"p{self.pad_h} s{self.stride_h}"
+        )
+        if self.dilation_h > 1 or self.dilation_w > 1:
+            text += f" d{self.dilation_h}"
+        if self.groups > 1:
+            text += f" g{self.groups}"
+        return text
+
+    def _axes(self) -> str:
+        return "hw" if self.spatial_dims == 2 else "dhw"
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> ConvProblem:
+        """Build a problem from a mapping with dataset column names.
+
+        Missing optional fields take :data:`DEFAULTS`; unknown keys other than
+        derived columns and ``problem_id`` are rejected.  Integer-valued strings
+        are accepted (for command-line input).
+
+        Raises:
+            InputError: a required field is missing, a key is unknown, or a value is invalid.
+        """
+        known = set(FIELDS) | set(DERIVED_FIELDS) | {"problem_id"}
+        unknown = sorted(k for k in values if k not in known)
+        if unknown:
+            raise InputError(f"unknown problem field(s): {', '.join(unknown)}; known fields: {', '.join(FIELDS)}")
+        missing = [f for f in REQUIRED_FIELDS if f not in values or values[f] is None]
+        if missing:
+            raise InputError(f"missing problem field(s): {', '.join(missing)}")
+        merged: dict[str, Any] = {}
+        for f in FIELDS:
+            v = values.get(f)
+            merged[f] = DEFAULTS.get(f) if v is None else v
+        for f in INT_FIELDS:
+            v = merged[f]
+            if isinstance(v, str):
+                try:
+                    v = int(v)
+                except ValueError:
+                    raise InputError(f"invalid problem: {f}={v!r} is not an integer") from None
+            elif isinstance(v, float) and v.is_integer():
+                v = int(v)
+            elif hasattr(v, "item"):  # numpy scalars
+                v = v.item()
+            merged[f] = v
+        if merged["layout"] is None:
+            merged["layout"] = "NCHW" if merged["spatial_dims"] == 2 else "NCDHW"
+        return cls(**merged)
+
+
+def problem_id_of(fields: Mapping[str, Any]) -> str:
+    """Stable id of a problem from its input fields (see :data:`FIELDS`)."""
+    canonical = "|".join(f"{f}={fields[f]}" for f in FIELDS)
+    return hashlib.sha1(canonical.encode()).hexdigest()[:16]
+
+
+def problem_2d(
+    *,
+    batch: int,
+    in_channels: int,
+    out_channels: int,
+    in_h: int,
+    in_w: int,
+    filter_h: int,
+    filter_w: int,
+    pad_h: int = 0,
+    pad_w: int = 0,
+    stride_h: int = 1,
+    stride_w: int = 1,
+    dilation_h: int = 1,
+    dilation_w: int = 1,
+    groups: int = 1,
+    dtype: str = "fp32",
+    layout: str = "NCHW",
+    direction: str = "fwd",
+) -> ConvProblem:
+    """Convenience constructor for a 2D problem."""
+    return ConvProblem(
+        direction=direction,
+        dtype=dtype,
+        layout=layout,
+        spatial_dims=2,
+        batch=batch,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        groups=groups,
+        in_d=1,
+        in_h=in_h,
+        in_w=in_w,
+        filter_d=1,
+        filter_h=filter_h,
+        filter_w=filter_w,
+        pad_d=0,
+        pad_h=pad_h,
+        pad_w=pad_w,
+        stride_d=1,
+        stride_h=stride_h,
+        stride_w=stride_w,
+        dilation_d=1,
+        dilation_h=dilation_h,
+        dilation_w=dilation_w,
+    )
