@@ -1,0 +1,160 @@
+"""Adaptive timing: warm up, then sample until the median is known well enough.
+
+The stopping rule is backend-neutral.  A backend supplies ``time_one()``, which
+runs the kernel once and returns the elapsed time of that run in milliseconds
+(host clock around the call on the CPU, CUDA events on the GPU).  The rule's
+wall-time budget is measured with an injectable ``clock`` so it can be tested
+with a fake one.
+
+Statistics are always computed from the stored samples (:class:`Measurement`
+keeps only the samples), never accumulated separately.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+#: sqrt(pi / 2): asymptotic ratio of the standard error of the median to that of the mean (normal data).
+_MEDIAN_SE_FACTOR = math.sqrt(math.pi / 2)
+#: IQR / 1.349 estimates the standard deviation of normal data, robustly to outliers.
+_IQR_TO_SIGMA = 1.0 / 1.349
+
+
+@dataclasses.dataclass(frozen=True)
+class StoppingRule:
+    """When to stop sampling one kernel.
+
+    Attributes:
+        warmup: untimed runs before sampling (absorb lazy allocation, caches, compilation).
+        min_samples: never stop with fewer samples.
+        max_samples: always stop at this many samples.
+        rse_target: stop once the relative standard error of the median is at most this (0.02 = 2 %).
+        budget_s: stop once this much wall time (seconds, measured by the clock) has been spent
+            sampling, even if the target was not reached; ``min_samples`` still applies unless a
+            single sample exceeds ``timeout_s``.
+        timeout_s: a single run longer than this ends the measurement with ``timed_out``.
+    """
+
+    warmup: int = 2
+    min_samples: int = 5
+    max_samples: int = 200
+    rse_target: float = 0.02
+    budget_s: float = 1.0
+    timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0 or self.min_samples < 1 or self.max_samples < self.min_samples:
+            raise ValueError("need warmup >= 0 and 1 <= min_samples <= max_samples")
+        if not (self.rse_target > 0 and self.budget_s > 0 and self.timeout_s > 0):
+            raise ValueError("rse_target, budget_s and timeout_s must be > 0")
+
+
+def median_rse(samples_ms: Sequence[float]) -> float:
+    """Relative standard error of the median: ``sqrt(pi/2) * sigma / sqrt(n) / median``.
+
+    ``sigma`` is estimated from the IQR (robust to the occasional preempted run).
+    Returns ``inf`` for fewer than 2 samples or a non-positive median.
+    """
+    n = len(samples_ms)
+    if n < 2:
+        return math.inf
+    med = statistics.median(samples_ms)
+    if med <= 0:
+        return math.inf
+    sigma = iqr(samples_ms) * _IQR_TO_SIGMA
+    return _MEDIAN_SE_FACTOR * sigma / math.sqrt(n) / med
+
+
+def iqr(samples: Sequence[float]) -> float:
+    """Interquartile range (same unit as the samples); 0 for fewer than 2 samples."""
+    if len(samples) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+    return q3 - q1
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """The samples of one kernel and why sampling stopped.
+
+    ``stop`` is ``converged`` (RSE target reached), ``budget`` (time budget spent),
+    ``max_samples``, or ``timed_out`` (one run exceeded the timeout).
+    """
+
+    samples_ms: tuple[float, ...]
+    stop: str
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def min_ms(self) -> float:
+        return min(self.samples_ms)
+
+    @property
+    def iqr_ms(self) -> float:
+        return iqr(self.samples_ms)
+
+    @property
+    def rse(self) -> float:
+        return median_rse(self.samples_ms)
+
+    @property
+    def timed_out(self) -> bool:
+        return self.stop == "timed_out"
+
+
+def measure(
+    time_one: Callable[[], float],
+    *,
+    rule: StoppingRule = StoppingRule(),
+    clock: Callable[[], float] = time.perf_counter,
+) -> Measurement:
+    """Warm up, then sample ``time_one()`` (milliseconds per run) under ``rule``.
+
+    ``clock`` (seconds) measures the time budget only; the samples come from ``time_one``.
+    Exceptions from ``time_one`` propagate (the caller records status ``error``).
+    """
+    for _ in range(rule.warmup):
+        warm_ms = time_one()
+        if warm_ms > rule.timeout_s * 1e3:
+            return Measurement((warm_ms,), "timed_out")
+    samples: list[float] = []
+    start = clock()
+    while True:
+        sample_ms = time_one()
+        samples.append(sample_ms)
+        if sample_ms > rule.timeout_s * 1e3:
+            return Measurement(tuple(samples), "timed_out")
+        n = len(samples)
+        if n >= rule.max_samples:
+            return Measurement(tuple(samples), "max_samples")
+        if n < rule.min_samples:
+            continue
+        if median_rse(samples) <= rule.rse_target:
+            return Measurement(tuple(samples), "converged")
+        if clock() - start >= rule.budget_s:
+            return Measurement(tuple(samples), "budget")
+
+
+def host_timer(
+    run: Callable[[], object],
+    *,
+    clock: Callable[[], float] = time.perf_counter,
+    sync: Callable[[], None] | None = None,
+) -> Callable[[], float]:
+    """``time_one`` for a synchronous backend: ``clock`` (seconds) around ``run()`` (+ ``sync()``), in ms."""
+
+    def time_one() -> float:
+        start = clock()
+        run()
+        if sync is not None:
+            sync()
+        return (clock() - start) * 1e3
+
+    return time_one

@@ -1,0 +1,74 @@
+import pytest
+
+from kernelbench.errors import InputError
+from kernelbench.problem import FIELDS, ConvProblem, output_size, problem_2d
+
+
+def test_output_size_matches_the_convolution_formula():
+    assert output_size(224, 7, 3, 2, 1) == 112
+    assert output_size(56, 3, 1, 1, 1) == 56
+    assert output_size(7, 3, 0, 1, 2) == 3  # dilated: effective filter 5
+    assert output_size(8, 3, 0, 2, 1) == 3
+
+
+def test_derived_sizes_and_flops(small_problem):
+    assert (small_problem.out_d, small_problem.out_h, small_problem.out_w) == (1, 9, 7)
+    assert small_problem.flops == 2 * 2 * 4 * 9 * 7 * 3 * 9
+
+
+def test_problem_id_is_stable_and_depends_on_every_field(small_problem):
+    assert small_problem.problem_id == problem_2d(
+        batch=2, in_channels=3, out_channels=4, in_h=9, in_w=7, filter_h=3, filter_w=3, pad_h=1, pad_w=1
+    ).problem_id
+    assert len(small_problem.problem_id) == 16
+    ids = {small_problem.problem_id}
+    base = small_problem.as_dict()
+    for field, value in [("batch", 3), ("dtype", "fp16"), ("direction", "bwd_data"), ("pad_w", 0), ("layout", "NHWC"),
+                         ("stride_h", 2), ("dilation_w", 2), ("out_channels", 8)]:
+        ids.add(ConvProblem(**{**base, field: value}).problem_id)
+    assert len(ids) == 9
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"in_channels": 6, "groups": 4}, "in_channels"),
+        ({"out_channels": 6, "in_channels": 4, "groups": 4}, "out_channels"),
+        ({"in_h": 2, "filter_h": 5}, "in_h"),
+        ({"direction": "sideways"}, "direction"),
+        ({"dtype": "fp64"}, "dtype"),
+        ({"layout": "NCDHW"}, "layout"),
+        ({"in_d": 3}, "in_d"),
+        ({"batch": 0}, "batch"),
+        ({"pad_w": -1}, "pad_w"),
+        ({"stride_w": 0}, "stride_w"),
+        ({"groups": 1.5}, "groups"),
+    ],
+)
+def test_invalid_problems_name_the_field(small_problem, change, field):
+    with pytest.raises(InputError, match=rf"\b{field}="):
+        ConvProblem(**{**small_problem.as_dict(), **change})
+
+
+def test_from_mapping_fills_defaults_and_parses_strings():
+    p = ConvProblem.from_mapping(
+        {"batch": "32", "in_channels": 64, "in_h": 56, "in_w": 56, "out_channels": 64, "filter_h": 3, "filter_w": 3,
+         "pad_h": 1, "pad_w": 1}
+    )
+    assert p.layout == "NCHW" and p.groups == 1 and p.spatial_dims == 2 and p.batch == 32 and p.out_h == 56
+    with pytest.raises(InputError, match="missing problem field"):
+        ConvProblem.from_mapping({"batch": 1})
+    with pytest.raises(InputError, match="unknown problem field.*colour"):
+        ConvProblem.from_mapping({"colour": 1})
+    with pytest.raises(InputError, match="batch='x'"):
+        ConvProblem.from_mapping({**p.as_dict(), "batch": "x"})
+
+
+def test_3d_problem_and_row_round_trip():
+    p = ConvProblem(direction="bwd_weights", dtype="fp16", layout="NDHWC", spatial_dims=3, batch=1, in_channels=4,
+                    out_channels=8, groups=2, in_d=5, in_h=6, in_w=7, filter_d=3, filter_h=3, filter_w=3, pad_d=1,
+                    pad_h=1, pad_w=1, stride_d=2, stride_h=2, stride_w=2, dilation_d=1, dilation_h=1, dilation_w=1)
+    assert (p.out_d, p.out_h, p.out_w) == (3, 3, 4)
+    row = p.as_row()
+    assert set(FIELDS) < set(row) and row["problem_id"] == p.problem_id
+    assert ConvProblem.from_mapping(row) == p

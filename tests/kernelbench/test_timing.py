@@ -1,0 +1,96 @@
+import math
+import statistics
+
+import pytest
+
+from kernelbench.timing import Measurement, StoppingRule, host_timer, iqr, measure, median_rse
+
+
+class FakeClock:
+    """A clock that advances only when a fake kernel 'runs'."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def fake_kernel(clock, durations_ms):
+    it = iter(durations_ms)
+
+    def time_one():
+        ms = next(it)
+        clock.now += ms / 1e3
+        return ms
+
+    return time_one
+
+
+def test_stops_at_min_samples_when_samples_agree():
+    clock = FakeClock()
+    m = measure(fake_kernel(clock, [1.0] * 100), rule=StoppingRule(warmup=3, min_samples=5), clock=clock)
+    assert m.samples_ms == (1.0,) * 5 and m.stop == "converged"
+    assert clock.now == pytest.approx(8e-3)  # 3 warm-up + 5 samples
+
+
+def test_noisy_samples_continue_until_the_budget():
+    clock = FakeClock()
+    noisy = [1.0, 3.0] * 1000
+    rule = StoppingRule(warmup=0, min_samples=3, max_samples=10_000, rse_target=0.001, budget_s=0.1)
+    m = measure(fake_kernel(clock, noisy), rule=rule, clock=clock)
+    assert m.stop == "budget"
+    assert len(m.samples_ms) == 50  # 25 pairs of 1+3 ms = 100 ms
+    assert m.median_ms == 2.0 and m.min_ms == 1.0
+
+
+def test_converges_once_enough_samples_shrink_the_error():
+    clock = FakeClock()
+    samples = [10.0, 10.5, 9.5, 10.2, 9.8] * 100
+    rule = StoppingRule(warmup=0, min_samples=5, rse_target=0.02, budget_s=100)
+    m = measure(fake_kernel(clock, samples), rule=rule, clock=clock)
+    assert m.stop == "converged" and m.rse <= 0.02
+    # one fewer sample would not have met the target
+    assert median_rse(m.samples_ms[:-1]) > 0.02 or len(m.samples_ms) == 5
+
+
+def test_max_samples_and_timeout():
+    clock = FakeClock()
+    rule = StoppingRule(warmup=0, min_samples=2, max_samples=4, rse_target=1e-9, budget_s=1e9)
+    assert measure(fake_kernel(clock, [1, 2, 3, 4, 5]), rule=rule, clock=clock).stop == "max_samples"
+    rule = StoppingRule(warmup=1, timeout_s=0.5)
+    m = measure(fake_kernel(clock, [600.0, 1.0]), rule=rule, clock=clock)
+    assert m.timed_out and m.samples_ms == (600.0,)
+
+
+def test_statistics_come_from_the_samples():
+    m = Measurement((4.0, 1.0, 3.0, 2.0, 100.0), "budget")
+    assert m.median_ms == 3.0 and m.min_ms == 1.0
+    assert m.iqr_ms == pytest.approx(iqr(m.samples_ms)) == pytest.approx(2.0)
+    expected = math.sqrt(math.pi / 2) * (2.0 / 1.349) / math.sqrt(5) / 3.0
+    assert m.rse == pytest.approx(expected)
+    assert median_rse([1.0]) == math.inf
+    assert statistics.median(m.samples_ms) == m.median_ms
+
+
+def test_host_timer_uses_the_injected_clock():
+    clock = FakeClock()
+    calls = []
+
+    def run():
+        clock.now += 0.004
+        calls.append("run")
+
+    def sync():
+        clock.now += 0.001
+        calls.append("sync")
+
+    assert host_timer(run, clock=clock, sync=sync)() == pytest.approx(5.0)
+    assert calls == ["run", "sync"]
+
+
+def test_invalid_rules_are_rejected():
+    with pytest.raises(ValueError):
+        StoppingRule(min_samples=0)
+    with pytest.raises(ValueError):
+        StoppingRule(rse_target=0)
