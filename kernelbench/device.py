@@ -49,8 +49,12 @@ def keep_freed_memory() -> dict[str, Any]:
     every run pays fresh page faults (~2.5 µs per 4 KiB page measured on our VM), and a
     sweep's results depend on what ran before.  Sets ``M_MMAP_THRESHOLD`` to its maximum
     (32 MiB), ``M_TRIM_THRESHOLD`` and ``M_TOP_PAD`` high.  Returns what was applied, for
-    the metadata; on non-glibc systems returns ``{"applied": False}``.
+    the metadata; on non-glibc systems returns ``{"applied": False}``.  The environment
+    variable ``KERNELBENCH_NO_MALLOPT=1`` skips it (used by ``benchmarks/bench_sweep.py`` to
+    show what it fixes).
     """
+    if os.environ.get("KERNELBENCH_NO_MALLOPT") == "1":
+        return {"applied": False, "reason": "KERNELBENCH_NO_MALLOPT=1"}
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None

@@ -1,0 +1,35 @@
+# Two entry points (see README): `make demo` runs the main job on the CPU, `make test` runs the tests.
+# Both create .venv on first use; torch==2.13.0 is installed first so pip never fetches a multi-GB CUDA build.
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+OUT    ?= out/demo
+# The MIOpen MI100 find-db used by the import tests and benchmarks (read in place, never copied).
+KERNELBENCH_MIOPEN_FDB ?= $(abspath ../shared/miopen/gfx90878.HIP.fdb.txt.bz2)
+export KERNELBENCH_MIOPEN_FDB
+
+.PHONY: demo test setup bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup
+	$(BIN)/kernelbench sweep --space smoke --device cpu -o $(OUT)/run
+	$(BIN)/kernelbench export $(OUT)/run -o $(OUT)/smoke.parquet
+	$(BIN)/kernelbench info $(OUT)/smoke.parquet
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/bench_sweep.py
+
+clean:
+	rm -rf $(VENV) out
