@@ -109,8 +109,11 @@ def sweep(space_name, spec_path, device, run_dir, batch_sizes, dtype, kernel_spe
         entries = spaces.space_problems(space_name, batch_sizes=sizes, dtype=dtype)
         space_id = {"space": space_name, "batch_sizes": sizes, "dtype": dtype}
     else:
+        if sizes is not None:
+            raise InputError("--batch-sizes applies to --space only; a spec file sets its own batch sizes")
         spec, entries = spaces.load_spec(spec_path)
-        space_id = {"spec": spec.as_dict()}
+        # The path as typed changes with the working directory; name + content hash identify the spec.
+        space_id = {"spec": {"name": spec.name, "sha256": spec.sha256}}
     shard_spec = sw.Shard.parse(shard)
     backend = resolve_backend(device, threads=threads, say=lambda text: click.echo(text, err=True))
     kernels = backend.kernels(kernel_spec)
@@ -120,13 +123,18 @@ def sweep(space_name, spec_path, device, run_dir, batch_sizes, dtype, kernel_spe
     identity = {"space": space_id, "kernels": [k.name for k in kernels], "rule": dataclasses.asdict(rule),
                 "device_label": backend.device_label, "seed": seed}
     extra = {"device": backend.device_metadata(), "threads": threads_set, "allocator": memory,
-             "shard": str(shard_spec), "problems": len(entries)}
+             "shard": str(shard_spec), "problems": len(entries),
+             "spec": spec.as_dict() if spec_path is not None else None}
     store = RunStore.open(run_dir, identity, extra)
     click.echo(f"{len(shard_spec.select(entries))} problems x {len(kernels)} kernels on {backend.device_label} "
                f"-> {run_dir}", err=True)
     options = sw.SweepOptions(rule=rule, shard=shard_spec, seed=seed, threads=threads, quiet_wait=quiet_wait,
                              flush_every_s=flush_every_s)
-    summary = sw.run_sweep(entries, kernels, backend=backend, store=store, options=options, progress=progress)
+    try:
+        summary = sw.run_sweep(entries, kernels, backend=backend, store=store, options=options, progress=progress)
+    finally:
+        for name, rows in backend.side_tables().items():
+            store.write_side_table(name, rows)
     click.echo(sw.format_summary(summary))
 
 
@@ -203,7 +211,183 @@ def list_spaces() -> None:
 # ---------------------------------------------------------------- reformer fit / evaluate / select
 
 
+def _fit_defaults():
+    """FitConfig defaults (torch-free import) so option defaults are defined once."""
+    from reformer.config import FitConfig
+
+    return FitConfig()
+
+
+_FIT = _fit_defaults()
+
+
+def _parse_problem(text: str) -> dict[str, str]:
+    """``"batch=32,in_channels=64,..."`` -> mapping (values stay text; ConvProblem parses them)."""
+    values: dict[str, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise InputError(f"--problem item {item!r} is not FIELD=VALUE (e.g. batch=32)")
+        values[key.strip()] = value.strip()
+    return values
+
+
+@reformer.command("fit")
+@click.argument("dataset", type=click.Path(dir_okay=False, path_type=str))
+@click.option("-o", "--output", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
+@click.option("--labels", type=click.Choice(["onehot", "softmax", "ratio"]), default=_FIT.labels, show_default=True,
+              help="Training target: one-hot on the fastest, softmax of -t/tau, or ratio-preserving q ∝ t^-γ.")
+@click.option("--softmax-tau", "softmax_tau_ms", type=float, default=_FIT.softmax_tau_ms, show_default=True, help="τ in ms for --labels softmax.")
+@click.option("--ratio-power", type=float, default=_FIT.ratio_power, show_default=True, help="γ for --labels ratio (q ∝ t^-γ).")
+@click.option("--blocks", type=int, default=_FIT.blocks, show_default=True, help="Number of blocks.")
+@click.option("--dim", type=int, default=_FIT.dim, show_default=True, help="Model width d.")
+@click.option("--paths", type=click.Choice(["both", "affine", "nonlinear"]), default=_FIT.paths, show_default=True,
+              help="Γ-block paths kept.")
+@click.option("--block", type=click.Choice(["gamma", "transformer"]), default=_FIT.block, show_default=True, help="Block type.")
+@click.option("--activation", type=click.Choice(["gelu", "relu", "silu", "tanh"]), default=_FIT.activation, show_default=True)
+@click.option("--derived", default=",".join(_FIT.derived), show_default=True,
+              help="Derived tokens, comma-separated, or 'none'.")
+@click.option("--epochs", type=int, default=_FIT.epochs, show_default=True)
+@click.option("--batch-size", type=int, default=_FIT.batch_size, show_default=True)
+@click.option("--lr", type=float, default=_FIT.lr, show_default=True, help="Peak learning rate.")
+@click.option("--weight-decay", type=float, default=_FIT.weight_decay, show_default=True)
+@click.option("--schedule", type=click.Choice(["onecycle", "cosine", "constant"]), default=_FIT.schedule, show_default=True)
+@click.option("--patience", type=int, default=_FIT.patience, show_default=True,
+              help="Stop after this many epochs without a better validation oracle ratio (0: never).")
+@click.option("--seed", type=int, default=_FIT.seed, show_default=True, help="Seed of the split, initialisation and batches.")
+@click.option("--threads", type=int, default=_FIT.threads, show_default=True, help="torch CPU threads.")
+@click.option("--fractions", default="0.8,0.1,0.1", show_default=True, help="Train,validation,test fractions.")
+@click.option("--split-by", default=None, help="Hold out problems as the test split, e.g. direction=bwd_weights or network=resnet50.")
+@click.option("--group-by", type=click.Choice(["geometry", "layer"]), default=None,
+              help="Keep problems of one geometry (or layer, batch ignored) on one side of the split.")
+@click.option("--train-noise", "train_noise_sigma", type=float, default=0.0, show_default=True,
+              help="σ of log-normal noise multiplied into training runtimes (robustness studies).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def reformer_fit(dataset: str, model_dir: str, derived: str, fractions: str, split_by: str | None, group_by: str | None,
+                 quiet: bool, **options) -> None:
+    """Train a Reformer on DATASET, save it to MODEL_DIR and print test metrics beside the baselines."""
+    from reformer.config import FitConfig
+    from reformer.data import load_matrix
+    from reformer.report import metrics_table, save_fit
+    from reformer.splits import SplitSpec, parse_split_by
+    from reformer.train import fit
+
+    try:
+        shares = tuple(float(x) for x in fractions.split(","))
+    except ValueError:
+        raise InputError(f"--fractions {fractions!r} must be three numbers, e.g. 0.8,0.1,0.1") from None
+    if len(shares) != 3:
+        raise InputError(f"--fractions {fractions!r} must be three numbers, e.g. 0.8,0.1,0.1")
+    spec = SplitSpec(fractions=shares, seed=options["seed"], group_by=group_by,
+                     hold_out=parse_split_by(split_by) if split_by else ())
+    tokens = () if derived.strip().lower() == "none" else tuple(t.strip() for t in derived.split(",") if t.strip())
+    config = FitConfig(**options, derived=tokens, split=spec, progress=not quiet)
+    matrix = load_matrix(dataset)
+    click.echo(f"{dataset}: {matrix.n_problems} problems, {len(matrix.kernels)} kernels"
+               f" ({matrix.dropped_problems} problems without an ok row dropped)")
+    result = fit(matrix, config)
+    save_fit(model_dir, result)
+    sizes = result.split.sizes()
+    click.echo(f"split: {spec.describe()}: train {sizes['train']}, validation {sizes['validation']}, test {sizes['test']}")
+    click.echo(f"fit: {result.fit_seconds:.1f} s, {len(result.curve)} epochs, best epoch {result.best_epoch}; "
+               f"select latency p50 {result.latency_us['p50']:.0f} µs")
+    test = result.evaluations["test"]
+    click.echo(f"test split ({test.model.n_problems} problems):")
+    click.echo(metrics_table({"reformer": test.model, **test.baselines}))
+    train = result.evaluations["train"].model
+    click.echo(f"train top-1 {train.top1:.4f}, oracle ratio {train.oracle_ratio:.4f}")
+    click.echo(f"saved to {model_dir}")
+
+
+@reformer.command("evaluate")
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=str))
+@click.argument("dataset", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the model's metrics.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random baseline.")
+def reformer_evaluate(model_dir: str, dataset: str, as_json: bool, seed: int) -> None:
+    """Score the model in MODEL_DIR on every problem of DATASET (e.g. another device's)."""
+    import json
+
+    from reformer.data import load_matrix
+    from reformer.evaluate import evaluate
+    from reformer.report import json_metrics, metrics_table
+    from reformer.selector import Selector
+
+    selector = Selector.load(model_dir)
+    matrix = load_matrix(dataset)
+    result = evaluate(selector, matrix, seed=seed)
+    notes = []
+    if result.unknown_kernels:
+        notes.append(f"{len(result.unknown_kernels)} kernel(s) of the dataset unknown to the model "
+                     f"(never picked, still count for t_best): {', '.join(result.unknown_kernels)}")
+    if result.model.skipped_problems:
+        notes.append(f"{result.model.skipped_problems} problem(s) skipped: none of their kernels is known to the model")
+    if matrix.dropped_problems:
+        notes.append(f"{matrix.dropped_problems} problem(s) without an ok row dropped")
+    if as_json:
+        for note in notes:
+            click.echo(note, err=True)
+        click.echo(json.dumps(json_metrics(result.model)))
+        return
+    click.echo(f"{dataset}: {result.model.n_problems} problems scored")
+    for note in notes:
+        click.echo(note)
+    click.echo(metrics_table({"reformer": result.model, **result.baselines}))
+
+
+@reformer.command("select")
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option("--problem", required=True, help='Problem fields, e.g. "batch=32,in_channels=64,in_h=56,in_w=56,'
+              'out_channels=64,filter_h=3,filter_w=3,pad_h=1,pad_w=1,dtype=fp32,direction=fwd".')
+@click.option("--applicable", default=None, help="Comma-separated kernels to choose from (default: all the model knows).")
+@click.option("--top", type=int, default=5, show_default=True, help="How many ranked kernels to print.")
+def reformer_select(model_dir: str, problem: str, applicable: str | None, top: int) -> None:
+    """Rank kernels for one problem with the model in MODEL_DIR."""
+    from reformer.selector import Selector
+
+    selector = Selector.load(model_dir)
+    names = None if applicable is None else [k.strip() for k in applicable.split(",") if k.strip()]
+    ranked = selector.select(_parse_problem(problem), applicable=names, top=top)
+    unknown = selector.unknown_kernels(names or [])
+    if unknown:
+        click.echo(f"ignored kernel(s) unknown to the model: {', '.join(unknown)}", err=True)
+    width = max(len(k) for k, _ in ranked)
+    for rank, (kernel, probability) in enumerate(ranked, 1):
+        click.echo(f"{rank:>3}  {kernel:{width}}  {probability:.4f}")
+
+
 # ---------------------------------------------------------------- reformer ablate
+
+
+@reformer.command("ablate")
+@click.argument("dataset", type=click.Path(dir_okay=False, path_type=str))
+@click.option("-o", "--output", "report_dir", required=True, type=click.Path(file_okay=False),
+              help="Report directory; re-running the same command resumes (finished cells are read back).")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Number of seeds (0..N-1); each is one split and one initialisation for every cell.")
+@click.option("--studies", default="all", show_default=True,
+              help="Comma-separated subset of: labels, paths, blocks, block-type, noise, baselines.")
+@click.option("--quick", is_flag=True, help="Seeded subsample and short training (whole grid in minutes).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Cells run in parallel processes.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads per job [default: cores / jobs].")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar over the cells.")
+def reformer_ablate(dataset: str, report_dir: str, seeds: int, studies: str, quick: bool, jobs: int,
+                    threads: int | None, progress: bool) -> None:
+    """Run the ablation studies and baselines on DATASET; write results.parquet, report.md and plots."""
+    import shlex
+
+    from reformer.ablate import AblationOptions, QuickSettings, parse_studies, run_ablation
+    from reformer.ablation_report import write_report
+
+    options = AblationOptions(studies=parse_studies(studies), seeds=tuple(range(seeds)),
+                              quick=QuickSettings() if quick else None, jobs=jobs, threads=threads)
+    command = "reformer ablate " + shlex.join(sys.argv[2:]) if len(sys.argv) > 2 else None
+    outcome = run_ablation(dataset, report_dir, options, progress=progress, say=click.echo, command=command)
+    paths = write_report(report_dir, outcome)
+    click.echo(f"{outcome.computed} cell(s) computed, {outcome.reused} read back; wrote "
+               + ", ".join(str(p) for p in paths[:2]) + f" and {len(paths) - 2} plot(s)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -39,6 +39,10 @@ class Backend(Protocol):
         """Whether the device throttled since the last call (None: not known on this backend)."""
         ...
 
+    def side_tables(self) -> dict[str, list[dict[str, Any]]]:
+        """Extra per-problem tables the sweep writes beside its rows (``RUN_DIR/<name>.parquet``)."""
+        ...
+
 
 class CpuBackend:
     """Kernels on the host CPU, timed with ``time.perf_counter`` around each call."""
@@ -67,6 +71,9 @@ class CpuBackend:
 
     def throttled(self) -> bool | None:
         return None
+
+    def side_tables(self) -> dict[str, list[dict[str, Any]]]:
+        return {}
 
 
 def resolve_backend(device: str, *, threads: int, say: Callable[[str], None] = print) -> Backend:

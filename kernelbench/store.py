@@ -107,6 +107,19 @@ class RunStore:
         schema.write_dataset(frame, path, self.part_metadata())
         return path
 
+    def write_side_table(self, name: str, rows: Sequence[Mapping[str, Any]], *, key: str = "problem_id") -> Path:
+        """Merge ``rows`` into ``RUN_DIR/<name>.parquet`` (newer rows win per ``key``), atomically."""
+        import pyarrow.parquet as pq
+
+        path = self.run_dir / f"{name}.parquet"
+        frame = pl.DataFrame(list(rows))
+        if path.exists():
+            frame = pl.concat([pl.read_parquet(path), frame], how="diagonal_relaxed")
+        frame = frame.unique(subset=[key], keep="last", maintain_order=True)
+        table = frame.to_arrow().replace_schema_metadata(schema.encode_metadata({"run_id": self.run_id}))
+        schema.atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp))
+        return path
+
     def part_metadata(self) -> dict[str, Any]:
         keys = ("run_id", "device_label", "device", "space", "kernels", "rule", "versions", "created")
         return {k: self.manifest[k] for k in keys if k in self.manifest}

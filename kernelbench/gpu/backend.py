@@ -145,6 +145,13 @@ class CudaBackend:
         after = self._monitor.sample if self._monitor.available else None
         return event_timer(prepared.run, api=self._events, before=self._flusher, after=after)
 
+    def side_tables(self) -> dict[str, list[dict[str, Any]]]:
+        """Per-problem tables beside the rows: which cuDNN plan heuristic modes A and B picked."""
+        from kernelbench.gpu.cudnn import heuristic_picks
+
+        picks = heuristic_picks()
+        return {"cudnn_heuristics": picks} if picks else {}
+
     def throttled(self) -> bool | None:
         """Whether any sample since the last call ran while NVML reported a slowdown (None without NVML)."""
         self.last_clock_window = self._monitor.reset_window()

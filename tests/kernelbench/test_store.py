@@ -57,3 +57,14 @@ def test_part_metadata_travels_with_the_rows(tmp_path):
     assert "1of4" in path.name
     meta = schema.read_metadata(path)
     assert meta["run_id"] == store.run_id and meta["device_label"] == "cpu:t:1t" and meta["device"] == {"name": "t"}
+
+
+def test_side_tables_merge_by_problem(tmp_path):
+    import polars as pl
+
+    store = RunStore.open(tmp_path / "run", IDENTITY, {})
+    store.write_side_table("cudnn_heuristics", [{"problem_id": "a", "heur_a_plan": "x"}])
+    path = store.write_side_table("cudnn_heuristics", [{"problem_id": "a", "heur_a_plan": "y"},
+                                                       {"problem_id": "b", "heur_a_plan": "z"}])
+    frame = pl.read_parquet(path).sort("problem_id")
+    assert frame["heur_a_plan"].to_list() == ["y", "z"]
