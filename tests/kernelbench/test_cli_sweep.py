@@ -1,0 +1,141 @@
+"""The sweep, export and info commands end to end, including SIGKILL at random moments."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from cli import kernelbench
+from kernelbench import schema
+from kernelbench.store import read_parts
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = """
+name = "tiny"
+[grid]
+batch = [1, 2]
+in_channels = [4]
+out_channels = [8]
+in_hw = [10, 12, 14]
+filter = [3]
+pad = [1]
+"""
+KERNELS = "torch_default,onednn_nchw"
+# Every kernel spends its whole (small) budget, so the sweep lasts a few seconds and kills land mid-run.
+FAST = ["--kernels", KERNELS, "--threads", "1", "--budget-s", "0.15", "--rse", "1e-9", "--warmup", "0",
+        "--min-samples", "2", "--flush-every-s", "0", "--no-progress", "--device", "cpu"]
+
+
+def sweep_cmd(spec: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "cli", "sweep", "--spec", str(spec), "-o", str(out), *FAST]
+
+
+def pairs(run_dir: Path) -> list[tuple[str, str]]:
+    frame = read_parts(run_dir)
+    return sorted(zip(frame["problem_id"].to_list(), frame["kernel"].to_list()))
+
+
+@pytest.fixture
+def spec(tmp_path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(SPEC)
+    return path
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_rerun_gives_exactly_the_uninterrupted_rows(tmp_path, spec):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    subprocess.run(sweep_cmd(spec, tmp_path / "clean"), check=True, cwd=ROOT, env=env, capture_output=True)
+    expected = pairs(tmp_path / "clean")
+    assert len(expected) == 6 * 2
+
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(8):
+        proc = subprocess.Popen(sweep_cmd(spec, tmp_path / "killed"), cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(1.0, 4.0))
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        # Whatever was written so far is readable and never duplicated.
+        got = pairs(tmp_path / "killed")
+        assert len(got) == len(set(got)) and set(got) <= set(expected)
+    assert kills >= 1
+    subprocess.run(sweep_cmd(spec, tmp_path / "killed"), check=True, cwd=ROOT, env=env, capture_output=True)
+    assert pairs(tmp_path / "killed") == expected
+    ok = read_parts(tmp_path / "killed").filter(pl.col("status") == "ok")
+    assert ok.height == len(expected) and (ok["time_ms"] > 0).all()
+
+
+def test_sweep_export_info_on_a_spec(tmp_path, spec):
+    runner = CliRunner()
+    result = runner.invoke(kernelbench, ["sweep", "--spec", str(spec), "-o", str(tmp_path / "run"), *FAST])
+    assert result.exit_code == 0, result.output
+    assert "rows written" in result.output
+    result = runner.invoke(kernelbench, ["export", str(tmp_path / "run"), "-o", str(tmp_path / "d.parquet")])
+    assert result.exit_code == 0, result.output
+    frame, meta = schema.read_dataset(tmp_path / "d.parquet")
+    assert frame.height == 12 and set(frame["kernel"]) == set(KERNELS.split(","))
+    assert (frame["threads"] == 1).all() and (frame["network"] == "tiny").all()
+    (device,) = meta["devices"].values()
+    assert device["threads"] == 1 and "memory" in device and "versions" in device
+    result = runner.invoke(kernelbench, ["info", str(tmp_path / "d.parquet"), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    for key in ("rows", "problems", "kernels", "devices", "directions", "wins", "static_geomean", "static_sum_ratio"):
+        assert key in info
+    assert info["rows"] == 12 and info["problems"] == 6 and info["kernels"] == 2 and info["directions"] == {"fwd": 6}
+    assert sum(info["wins"].values()) == 6 and info["static_geomean"] >= 1.0
+    text = runner.invoke(kernelbench, ["info", str(tmp_path / "d.parquet")]).output
+    assert "static order (by wins) vs oracle" in text and "torch_default" in text
+    # the same command again resumes and measures nothing new
+    again = runner.invoke(kernelbench, ["sweep", "--spec", str(spec), "-o", str(tmp_path / "run"), *FAST])
+    assert again.exit_code == 0 and "rows written          0" in again.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["sweep", "--space", "nope", "-o", "{tmp}/r"], "unknown space"),
+        (["sweep", "--space", "smoke", "--kernels", "warp_drive", "-o", "{tmp}/r", "--device", "cpu"], "warp_drive"),
+        (["sweep", "--spec", "{tmp}/missing.toml", "-o", "{tmp}/r"], "missing.toml"),
+        (["sweep", "--spec", "{tmp}/bad.toml", "-o", "{tmp}/r"], "bad.toml"),
+        (["sweep", "--space", "smoke", "--spec", "{tmp}/bad.toml", "-o", "{tmp}/r"], "exactly one"),
+        (["sweep", "--space", "smoke", "--shard", "3/2", "-o", "{tmp}/r", "--device", "cpu"], "--shard"),
+        (["sweep", "--space", "smoke", "-o", "{tmp}/file/r", "--device", "cpu", "--kernels", "torch_default"],
+         "cannot create"),
+        (["export", "{tmp}", "-o", "{tmp}/d.parquet"], "not a kernelbench run directory"),
+        (["info", "{tmp}/bad.toml"], "not a readable Parquet file"),
+        (["info", "{tmp}/absent.parquet"], "no such file"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    (tmp_path / "bad.toml").write_text("this is = = not toml")
+    (tmp_path / "file").write_text("a file, not a directory")
+    result = CliRunner().invoke(kernelbench, [a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert message in lines[-1] and "Traceback" not in result.output
+
+
+def test_export_refuses_to_overwrite_with_garbage_and_keeps_old_file(tmp_path, spec):
+    runner = CliRunner()
+    runner.invoke(kernelbench, ["sweep", "--spec", str(spec), "-o", str(tmp_path / "run"), *FAST])
+    out = tmp_path / "d.parquet"
+    assert runner.invoke(kernelbench, ["export", str(tmp_path / "run"), "-o", str(out)]).exit_code == 0
+    before = out.read_bytes()
+    (tmp_path / "run" / "parts" / "part-0of1-zzz.parquet").write_bytes(b"corrupt")
+    result = runner.invoke(kernelbench, ["export", str(tmp_path / "run"), "-o", str(out)])
+    assert result.exit_code == 2 and "part-0of1-zzz.parquet" in result.output
+    assert out.read_bytes() == before
