@@ -79,3 +79,13 @@ def test_unwritable_destination_is_an_input_error(tmp_path, dataset):
     blocker.write_text("x")
     with pytest.raises(InputError, match="cannot write"):
         schema.write_dataset(dataset, blocker / "d.parquet", {})
+
+
+def test_written_files_get_ordinary_permissions(tmp_path, dataset):
+    import os
+
+    path = tmp_path / "d.parquet"
+    schema.write_dataset(dataset, path, {})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
