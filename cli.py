@@ -208,6 +208,40 @@ def list_spaces() -> None:
 # ---------------------------------------------------------------- kernelbench import
 
 
+@kernelbench.group("import", cls=_Group)
+def import_group() -> None:
+    """Import runtimes measured by other tools into the dataset format."""
+
+
+@import_group.command("miopen")
+@click.argument("fdb_file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Dataset file to write.")
+@click.option("--arch", help="GPU architecture, e.g. gfx908 (default: from the file name).")
+@click.option("--num-cu", type=int, help="Compute units, e.g. 120 (default: from the file name).")
+@click.option("--strict", is_flag=True, help="Fail at the first line or entry that would be skipped.")
+def import_miopen(fdb_file, output, arch, num_cu, strict) -> None:
+    """Import a MIOpen find-db file as a dataset.
+
+    FDB_FILE is a find-db text file (<arch>_<CUs>.HIP.fdb.txt), plain or .bz2.
+    Each problem keeps only the few solvers MIOpen recorded (coverage: top-k
+    recorded); see docs/miopen-import.md.
+
+    \b
+    Example:
+      kernelbench import miopen /opt/rocm/share/miopen/db/gfx90878.HIP.fdb.txt -o mi100.parquet
+    """
+    from kernelbench.importers.miopen import import_miopen_fdb
+    from kernelbench.schema import write_dataset
+
+    result = import_miopen_fdb(fdb_file, arch=arch, num_cu=num_cu, strict=strict)
+    write_dataset(result.frame, output, result.metadata)
+    click.echo(result.report.format(), err=True)
+    frame = result.frame
+    click.echo(f"wrote {output}: {frame.height:,} rows, {frame['problem_id'].n_unique():,} problems, "
+               f"{frame['kernel'].n_unique()} solvers on {result.metadata['device']['label']} "
+               f"({result.metadata['fdb_format']}, coverage: top-k recorded)")
+
+
 # ---------------------------------------------------------------- reformer fit / evaluate / select
 
 
@@ -241,6 +275,8 @@ def _parse_problem(text: str) -> dict[str, str]:
               help="Training target: one-hot on the fastest, softmax of -t/tau, or ratio-preserving q ∝ t^-γ.")
 @click.option("--softmax-tau", "softmax_tau_ms", type=float, default=_FIT.softmax_tau_ms, show_default=True, help="τ in ms for --labels softmax.")
 @click.option("--ratio-power", type=float, default=_FIT.ratio_power, show_default=True, help="γ for --labels ratio (q ∝ t^-γ).")
+@click.option("--time-weight", type=float, default=_FIT.time_weight, show_default=True,
+              help="α: weight each training problem's loss by t_best^α (0: unweighted).")
 @click.option("--blocks", type=int, default=_FIT.blocks, show_default=True, help="Number of blocks.")
 @click.option("--dim", type=int, default=_FIT.dim, show_default=True, help="Model width d.")
 @click.option("--paths", type=click.Choice(["both", "affine", "nonlinear"]), default=_FIT.paths, show_default=True,
@@ -249,8 +285,12 @@ def _parse_problem(text: str) -> dict[str, str]:
 @click.option("--activation", type=click.Choice(["gelu", "relu", "silu", "tanh"]), default=_FIT.activation, show_default=True)
 @click.option("--derived", default=",".join(_FIT.derived), show_default=True,
               help="Derived tokens, comma-separated, or 'none'.")
+@click.option("--exact-values", type=int, default=_FIT.exact_values, show_default=True,
+              help="Per integer token, how many of its most frequent values get their own embedding (0: off).")
 @click.option("--epochs", type=int, default=_FIT.epochs, show_default=True)
 @click.option("--batch-size", type=int, default=_FIT.batch_size, show_default=True)
+@click.option("--min-steps", type=int, default=_FIT.min_steps, show_default=True,
+              help="Train at least this many optimiser steps (adds epochs on small datasets).")
 @click.option("--lr", type=float, default=_FIT.lr, show_default=True, help="Peak learning rate.")
 @click.option("--weight-decay", type=float, default=_FIT.weight_decay, show_default=True)
 @click.option("--schedule", type=click.Choice(["onecycle", "cosine", "constant"]), default=_FIT.schedule, show_default=True)
@@ -371,10 +411,11 @@ def reformer_select(model_dir: str, problem: str, applicable: str | None, top: i
               help="Comma-separated subset of: labels, paths, blocks, block-type, noise, baselines.")
 @click.option("--quick", is_flag=True, help="Seeded subsample and short training (whole grid in minutes).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Cells run in parallel processes.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads per job [default: cores / jobs].")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="torch/LightGBM threads per job (prefer --jobs: extra threads stall on a busy machine).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar over the cells.")
 def reformer_ablate(dataset: str, report_dir: str, seeds: int, studies: str, quick: bool, jobs: int,
-                    threads: int | None, progress: bool) -> None:
+                    threads: int, progress: bool) -> None:
     """Run the ablation studies and baselines on DATASET; write results.parquet, report.md and plots."""
     import shlex
 

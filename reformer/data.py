@@ -1,0 +1,161 @@
+"""A runtime dataset as a problems x kernels matrix with an applicability mask.
+
+The dataset (long format, see ``kernelbench.schema``) has one row per
+(problem, kernel); only ``status == "ok"`` rows carry a ``time_ms``.  Here it
+becomes a dense matrix ``time_ms[problem, kernel]`` with ``NaN`` where a
+kernel has no ``ok`` row for a problem, i.e. is *not applicable* (for
+MIOpen find-db imports: not recorded).  Problems without any applicable
+kernel are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from kernelbench.errors import InputError
+from kernelbench.problem import CATEGORICAL_FIELDS, DERIVED_FIELDS, INT_FIELDS
+from kernelbench.schema import read_dataset
+
+#: Per-problem columns kept beside the matrix: the problem fields plus ``network`` (for ``--split-by``).
+PROBLEM_COLUMNS = ("problem_id", *CATEGORICAL_FIELDS, *INT_FIELDS, *DERIVED_FIELDS, "network")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RuntimeMatrix:
+    """Runtimes of every kernel on every problem of a dataset.
+
+    Attributes:
+        problems: one row per problem (columns :data:`PROBLEM_COLUMNS`), sorted by ``problem_id``;
+            row ``i`` describes row ``i`` of ``time_ms``.
+        kernels: kernel names, the columns of ``time_ms``.
+        time_ms: float64 ``[n_problems, n_kernels]``, ``NaN`` where the kernel is not applicable.
+        dropped_problems: problems of the source without any ``ok`` row (not in ``problems``).
+        metadata: the dataset's metadata plus ``path`` and ``sha256`` of the file it came from.
+    """
+
+    problems: pl.DataFrame
+    kernels: tuple[str, ...]
+    time_ms: np.ndarray
+    dropped_problems: int = 0
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def applicable(self) -> np.ndarray:
+        """Boolean ``[n_problems, n_kernels]``: the kernel has a time for the problem."""
+        return ~np.isnan(self.time_ms)
+
+    @property
+    def n_problems(self) -> int:
+        return self.time_ms.shape[0]
+
+    def subset(self, rows: np.ndarray) -> RuntimeMatrix:
+        """The problems at integer positions ``rows`` (same kernels, same metadata)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return dataclasses.replace(self, problems=self.problems[rows], time_ms=self.time_ms[rows], dropped_problems=0)
+
+    def with_time_ms(self, time_ms: np.ndarray) -> RuntimeMatrix:
+        """The same problems and kernels with other runtimes (e.g. noisy ones); NaN pattern must match."""
+        if time_ms.shape != self.time_ms.shape or not np.array_equal(np.isnan(time_ms), np.isnan(self.time_ms)):
+            raise ValueError("replacement times must keep the shape and the applicability pattern")
+        return dataclasses.replace(self, time_ms=time_ms)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Problem columns as numpy arrays (what :mod:`reformer.features` encodes)."""
+        return {c: self.problems[c].to_numpy() for c in self.problems.columns}
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes (identifies the exact dataset a model was trained on)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def pivot(frame: pl.DataFrame, *, metadata: dict[str, Any] | None = None, min_kernels: int = 2) -> RuntimeMatrix:
+    """Pivot a conformed long-format dataset frame into a :class:`RuntimeMatrix`.
+
+    Repeated ``ok`` rows of one (problem, kernel) pair are reduced to their
+    median ``time_ms``.
+
+    Raises:
+        InputError: no ``ok`` rows, or fewer than ``min_kernels`` kernels with an ``ok`` row.
+    """
+    ok = frame.filter(pl.col("status") == "ok")
+    if ok.height == 0:
+        raise InputError("dataset has no rows with status 'ok', so nothing to learn from; measure or import again")
+    kernels = tuple(sorted(ok["kernel"].unique().to_list()))
+    if len(kernels) < min_kernels:
+        raise InputError(
+            f"dataset has {len(kernels)} kernel(s) with measurements ({', '.join(kernels)}); "
+            f"selecting needs at least {min_kernels}"
+        )
+    all_ids = frame["problem_id"].n_unique()
+    problems = (
+        ok.select([c for c in PROBLEM_COLUMNS if c != "network"])
+        .unique(subset="problem_id", keep="first")
+        .sort("problem_id")
+    )
+    # network is per row in the schema; a problem keeps its first non-null one.
+    networks = ok.group_by("problem_id").agg(pl.col("network").drop_nulls().first())
+    problems = problems.join(networks, on="problem_id", how="left").sort("problem_id")
+    times = ok.group_by("problem_id", "kernel").agg(pl.col("time_ms").median())
+    row = pl.DataFrame({"problem_id": problems["problem_id"], "_row": np.arange(problems.height)})
+    col = pl.DataFrame({"kernel": list(kernels), "_col": np.arange(len(kernels))})
+    times = times.join(row, on="problem_id").join(col, on="kernel")
+    matrix = np.full((problems.height, len(kernels)), np.nan)
+    matrix[times["_row"].to_numpy(), times["_col"].to_numpy()] = times["time_ms"].to_numpy()
+    return RuntimeMatrix(
+        problems=problems.select(PROBLEM_COLUMNS),
+        kernels=kernels,
+        time_ms=matrix,
+        dropped_problems=all_ids - problems.height,
+        metadata=dict(metadata or {}),
+    )
+
+
+def load_matrix(path: str | os.PathLike[str], *, min_kernels: int = 2) -> RuntimeMatrix:
+    """Read a dataset file (``kernelbench.schema.read_dataset``) and pivot it.
+
+    Raises:
+        InputError: unreadable file, wrong schema version or columns, no ``ok`` rows, too few kernels.
+    """
+    frame, metadata = read_dataset(path)
+    metadata = {**metadata, "path": str(Path(path)), "sha256": file_sha256(path)}
+    return pivot(frame, metadata=metadata, min_kernels=min_kernels)
+
+
+def align_kernels(matrix: RuntimeMatrix, kernels: Sequence[str]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Times of ``matrix`` re-indexed to the kernel vocabulary ``kernels``.
+
+    Returns ``(time_ms [n_problems, len(kernels)], unknown)`` where columns of
+    kernels absent from the dataset are all NaN and ``unknown`` lists the
+    dataset's kernels that are not in ``kernels`` (their times are not in the result).
+    """
+    index = {k: i for i, k in enumerate(matrix.kernels)}
+    out = np.full((matrix.n_problems, len(kernels)), np.nan)
+    for j, k in enumerate(kernels):
+        if k in index:
+            out[:, j] = matrix.time_ms[:, index[k]]
+    unknown = tuple(k for k in matrix.kernels if k not in set(kernels))
+    return out, unknown
+
+
+def lognormal_noise(time_ms: np.ndarray, *, sigma: float, seed: int) -> np.ndarray:
+    """``time_ms`` times independent log-normal factors ``exp(N(0, sigma^2))`` (NaN stays NaN).
+
+    Used to test robustness to measurement noise on the training split only.
+    """
+    if sigma <= 0:
+        return time_ms
+    rng = np.random.default_rng(seed)
+    return time_ms * np.exp(rng.normal(0.0, sigma, size=time_ms.shape))

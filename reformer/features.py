@@ -1,0 +1,262 @@
+"""Problem -> tokens: which fields become tokens, derived fields, normalisation, encoding.
+
+Every problem becomes the same sequence of tokens, one per field:
+
+* categorical tokens (``direction``, ``dtype``, ``layout``) carry an integer id
+  into the field's vocabulary; id 0 means "a value not seen in training";
+* numeric tokens carry ``(log2(1 + x) - mean) / std`` with ``mean``/``std``
+  from the training split only (``std`` of a constant field is taken as 1).
+
+Derived tokens (see :data:`DERIVED_TOKENS`) are computed from the fields with
+plain arithmetic so the same code serves whole columns (numpy arrays) and a
+single problem (Python scalars).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from kernelbench.errors import InputError
+from kernelbench.problem import CATEGORICAL_FIELDS, DERIVED_FIELDS, INT_FIELDS
+
+#: Numeric tokens taken as they are from the problem record.
+FIELD_TOKENS = (*INT_FIELDS, *DERIVED_FIELDS)
+#: Tokens computed from the fields: the implicit-GEMM view per group, work and traffic, and
+#: alignment (log2 of the largest power of two dividing a size: GPU kernels tile by powers of two).
+DERIVED_TOKENS = (
+    "gemm_m",
+    "gemm_n",
+    "gemm_k",
+    "flops",
+    "bytes",
+    "intensity",
+    "pow2_cin",
+    "pow2_cout",
+    "pow2_gemm_m",
+    "pow2_gemm_n",
+    "pow2_gemm_k",
+)
+BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
+
+
+def derived_values(f: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`DERIVED_TOKENS` of problems given by field values (arrays or scalars).
+
+    Implicit GEMM per group (``C' = in_channels / groups``, ``K' = out_channels / groups``,
+    ``R = filter volume``): fwd ``M = N * out volume, N = K', K = C' * R``;
+    bwd_data ``M = N * in volume, N = C', K = K' * R``; bwd_weights
+    ``M = K', N = C' * R, K = N * out volume``.  ``flops`` counts 2 per
+    multiply-add of the whole convolution (same for all directions),
+    ``bytes`` the elements of x, w and y once each times the element size,
+    ``intensity = flops / bytes``.  ``pow2_x`` is ``log2`` of the largest power of two dividing
+    ``x`` (``cin = C'``, ``cout = K'``).
+    """
+    out_vol = f["out_d"] * f["out_h"] * f["out_w"]
+    in_vol = f["in_d"] * f["in_h"] * f["in_w"]
+    filt = f["filter_d"] * f["filter_h"] * f["filter_w"]
+    cg = f["in_channels"] // f["groups"]
+    kg = f["out_channels"] // f["groups"]
+    direction = f["direction"]
+    # Masks times formulas (not np.where): the same code stays plain Python arithmetic for one
+    # problem's scalars, which the single-problem inference path (reformer.inference) relies on.
+    fwd, bwd_data, bwd_weights = direction == "fwd", direction == "bwd_data", direction == "bwd_weights"
+    gemm_m = fwd * (f["batch"] * out_vol) + bwd_data * (f["batch"] * in_vol) + bwd_weights * kg
+    gemm_n = fwd * kg + bwd_data * cg + bwd_weights * (cg * filt)
+    gemm_k = fwd * (cg * filt) + bwd_data * (kg * filt) + bwd_weights * (f["batch"] * out_vol)
+    dtype = f["dtype"]
+    if isinstance(dtype, str):
+        element = float(BYTES_PER_ELEMENT.get(dtype, 4))
+    else:
+        element = np.array([BYTES_PER_ELEMENT.get(str(d), 4) for d in np.atleast_1d(dtype)], dtype=np.float64)
+    flops = 2.0 * f["batch"] * f["out_channels"] * out_vol * cg * filt
+    elements = 1.0 * f["batch"] * f["in_channels"] * in_vol + 1.0 * f["out_channels"] * cg * filt
+    elements = elements + 1.0 * f["batch"] * f["out_channels"] * out_vol
+    moved = elements * element
+
+    def pow2(x: Any) -> Any:
+        if isinstance(x, int):  # one problem's scalars stay plain Python (see above)
+            return (x & -x).bit_length() - 1
+        x = np.asarray(x, dtype=np.int64)
+        return np.log2(x & -x)
+
+    return {
+        "pow2_cin": pow2(cg),
+        "pow2_cout": pow2(kg),
+        "pow2_gemm_m": pow2(gemm_m),
+        "pow2_gemm_n": pow2(gemm_n),
+        "pow2_gemm_k": pow2(gemm_k),
+        "gemm_m": gemm_m,
+        "gemm_n": gemm_n,
+        "gemm_k": gemm_k,
+        "flops": flops,
+        "bytes": moved,
+        "intensity": flops / moved,
+    }
+
+
+#: Integer-valued numeric tokens that may also get an embedding of their exact value.
+EXACT_VALUE_TOKENS = FIELD_TOKENS + tuple(t for t in DERIVED_TOKENS if t.startswith("pow2_"))
+#: A value needs this many training problems to get its own embedding.
+MIN_VALUE_COUNT = 10
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class EncodedProblems:
+    """Model inputs: ``categorical`` int64 ``[n, n_categorical]``, ``numeric`` float32 ``[n, n_numeric]``,
+    ``value_ids`` int64 ``[n, n_numeric]`` (exact-value ids of numeric tokens, 0 = no own embedding)."""
+
+    categorical: np.ndarray
+    numeric: np.ndarray
+    value_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return self.categorical.shape[0]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FeatureEncoder:
+    """The token design of one model, with the normalisation learnt from its training split.
+
+    Attributes:
+        categorical: categorical token names, in token order (they come first).
+        vocabularies: per categorical token, the known values; a value's id is its index + 1.
+        numeric: numeric token names, in token order after the categorical ones.
+        mean, std: of ``log2(1 + value)`` per numeric token on the training split.
+        value_vocabularies: per numeric token, the exact values (sorted) that have their own
+            embedding; a value's id is its index + 1, others get 0.
+    """
+
+    categorical: tuple[str, ...]
+    vocabularies: tuple[tuple[str, ...], ...]
+    numeric: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    value_vocabularies: tuple[tuple[float, ...], ...]
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return self.categorical + self.numeric
+
+    @property
+    def n_categories(self) -> tuple[int, ...]:
+        """Embedding table size per categorical token (vocabulary + the unknown id 0)."""
+        return tuple(len(v) + 1 for v in self.vocabularies)
+
+    @property
+    def n_values(self) -> tuple[int, ...]:
+        """Exact-value embedding table size per numeric token (values + the "other" id 0)."""
+        return tuple(len(v) + 1 for v in self.value_vocabularies)
+
+    @classmethod
+    def fit(
+        cls,
+        columns: Mapping[str, np.ndarray],
+        *,
+        derived: Sequence[str] = DERIVED_TOKENS,
+        drop_constant: bool = True,
+        exact_values: int = 0,
+    ) -> FeatureEncoder:
+        """Learn vocabularies and normalisation from the training problems' ``columns``.
+
+        ``drop_constant`` leaves out tokens with a single value in training
+        (e.g. ``direction`` on a forward-only dataset): they carry no
+        information and cost inference time.  ``exact_values > 0`` gives the
+        most frequent values (at most that many per token, each seen in at
+        least :data:`MIN_VALUE_COUNT` training problems) of integer-valued
+        tokens an embedding of their own, so the model can single out e.g.
+        a 1x1 filter or a channel count without carving it from a smooth input.
+
+        Raises:
+            InputError: ``derived`` names an unknown token.
+        """
+        unknown = [d for d in derived if d not in DERIVED_TOKENS]
+        if unknown:
+            raise InputError(f"unknown derived token(s) {', '.join(unknown)}; known: {', '.join(DERIVED_TOKENS)}")
+        categorical, vocabularies = [], []
+        for name in CATEGORICAL_FIELDS:
+            values = tuple(sorted({str(v) for v in columns[name]}))
+            if drop_constant and len(values) < 2:
+                continue
+            categorical.append(name)
+            vocabularies.append(values)
+        raw = _numeric_columns(columns, FIELD_TOKENS + tuple(derived))
+        numeric, mean, std, value_vocabularies = [], [], [], []
+        for name in FIELD_TOKENS + tuple(derived):
+            logged = np.log2(1.0 + raw[name].astype(np.float64))
+            spread = float(logged.std())
+            if drop_constant and spread == 0.0:
+                continue
+            numeric.append(name)
+            mean.append(float(logged.mean()))
+            std.append(spread if spread > 0 else 1.0)
+            vocabulary: tuple[float, ...] = ()
+            if exact_values > 0 and name in EXACT_VALUE_TOKENS:
+                values, counts = np.unique(raw[name].astype(np.float64), return_counts=True)
+                frequent = np.argsort(-counts, kind="stable")[:exact_values]
+                frequent = frequent[counts[frequent] >= MIN_VALUE_COUNT]
+                vocabulary = tuple(float(v) for v in np.sort(values[frequent]))
+            value_vocabularies.append(vocabulary)
+        return cls(
+            categorical=tuple(categorical),
+            vocabularies=tuple(vocabularies),
+            numeric=tuple(numeric),
+            mean=tuple(mean),
+            std=tuple(std),
+            value_vocabularies=tuple(value_vocabularies),
+        )
+
+    def encode(self, columns: Mapping[str, Any]) -> EncodedProblems:
+        """Encode problems given as columns (arrays of equal length, or scalars for one problem)."""
+        columns = {k: np.atleast_1d(np.asarray(v)) for k, v in columns.items()}
+        n = len(next(iter(columns.values())))
+        categorical = np.zeros((n, len(self.categorical)), dtype=np.int64)
+        for j, (name, vocabulary) in enumerate(zip(self.categorical, self.vocabularies)):
+            ids = {value: i + 1 for i, value in enumerate(vocabulary)}
+            categorical[:, j] = [ids.get(str(v), 0) for v in columns[name]]
+        raw = _numeric_columns(columns, self.numeric)
+        numeric = np.empty((n, len(self.numeric)), dtype=np.float32)
+        value_ids = np.zeros((n, len(self.numeric)), dtype=np.int64)
+        for j, name in enumerate(self.numeric):
+            values = raw[name].astype(np.float64)
+            numeric[:, j] = (np.log2(1.0 + values) - self.mean[j]) / self.std[j]
+            vocabulary = np.asarray(self.value_vocabularies[j], dtype=np.float64)
+            if len(vocabulary):
+                at = np.minimum(np.searchsorted(vocabulary, values), len(vocabulary) - 1)
+                value_ids[:, j] = np.where(vocabulary[at] == values, at + 1, 0)
+        return EncodedProblems(categorical=categorical, numeric=numeric, value_ids=value_ids)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "categorical": list(self.categorical),
+            "vocabularies": [list(v) for v in self.vocabularies],
+            "numeric": list(self.numeric),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "value_vocabularies": [list(v) for v in self.value_vocabularies],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FeatureEncoder:
+        return cls(
+            categorical=tuple(data["categorical"]),
+            vocabularies=tuple(tuple(v) for v in data["vocabularies"]),
+            numeric=tuple(data["numeric"]),
+            mean=tuple(float(x) for x in data["mean"]),
+            std=tuple(float(x) for x in data["std"]),
+            value_vocabularies=tuple(tuple(float(x) for x in v) for v in data["value_vocabularies"]),
+        )
+
+
+def _numeric_columns(columns: Mapping[str, Any], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The requested numeric columns, computing derived ones only when asked for."""
+    out = {name: np.asarray(columns[name]) for name in names if name in FIELD_TOKENS}
+    if any(name in DERIVED_TOKENS for name in names):
+        fields = {k: np.asarray(v) for k, v in columns.items()}
+        for k in (*INT_FIELDS, *DERIVED_FIELDS):
+            fields[k] = fields[k].astype(np.int64)
+        out.update({k: np.asarray(v) for k, v in derived_values(fields).items() if k in names})
+    return out

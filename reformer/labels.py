@@ -1,0 +1,57 @@
+"""Training targets: a distribution q over the applicable kernels of each problem.
+
+For applicable kernels k with times t_k (ms):
+
+* ``onehot``: q = 1 on the fastest kernel (split evenly between exact ties);
+* ``softmax``: q_k proportional to exp(-t_k / tau), tau in ms;
+* ``ratio``: q_k proportional to t_k^-gamma, so for gamma = 1, q_i / q_j = t_j / t_i.
+
+Non-applicable kernels (``NaN`` time) get q = 0.  Every row sums to 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernelbench.errors import InputError
+
+LABELS = ("onehot", "softmax", "ratio")
+
+
+def targets(
+    time_ms: np.ndarray,
+    *,
+    kind: str = "ratio",
+    softmax_tau_ms: float = 1.0,
+    ratio_power: float = 1.0,
+) -> np.ndarray:
+    """Target distributions, float32 ``[n_problems, n_kernels]``.
+
+    ``time_ms`` is ``[n_problems, n_kernels]`` with ``NaN`` for non-applicable
+    kernels; every row needs at least one applicable kernel.  Computed in log
+    space relative to the fastest kernel, so sharp settings (small ``tau``,
+    large ``gamma``) do not underflow to an all-zero row.
+
+    Raises:
+        InputError: unknown ``kind`` or a non-positive ``softmax_tau_ms`` / ``ratio_power``.
+        ValueError: a row without any applicable kernel.
+    """
+    applicable = ~np.isnan(time_ms)
+    if not applicable.any(axis=1).all():
+        raise ValueError("every problem needs at least one applicable kernel")
+    best = np.nanmin(time_ms, axis=1, keepdims=True)
+    safe = np.where(applicable, time_ms, best)
+    if kind == "onehot":
+        score = np.where(safe == best, 0.0, -np.inf)
+    elif kind == "softmax":
+        if softmax_tau_ms <= 0:
+            raise InputError(f"--softmax-tau must be > 0 ms, got {softmax_tau_ms}")
+        score = -(safe - best) / softmax_tau_ms
+    elif kind == "ratio":
+        if ratio_power <= 0:
+            raise InputError(f"--ratio-power must be > 0, got {ratio_power}")
+        score = -ratio_power * (np.log(safe) - np.log(best))
+    else:
+        raise InputError(f"unknown label formulation {kind!r}; use one of {', '.join(LABELS)}")
+    weight = np.where(applicable, np.exp(score), 0.0)
+    return (weight / weight.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -1,0 +1,187 @@
+"""The Reformer network: token embedding, a stack of Γ-blocks (or transformer blocks), masked head.
+
+Shapes: ``B`` problems, ``L`` tokens, ``d`` model width, ``K`` kernels.
+For tokens X in R^{L x d} one Γ-block computes (``docs/reformer.md``)::
+
+    Y = LayerNorm( P · φ(X W1 + b1) + c  +  X W2 + b2 )
+
+with P in R^{L x L} mixing tokens and c in R^L (broadcast over features).
+``paths="affine"`` keeps only ``X W2 + b2``; ``paths="nonlinear"`` only the
+``P · φ(·) + c`` path.  The head averages the tokens, maps them to one logit
+per kernel, and sets the logits of non-applicable kernels to -inf.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from kernelbench.errors import InputError
+from reformer.config import BLOCKS, PATHS
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Architecture of one model (saved in ``config.json``).
+
+    Raises (on construction):
+        InputError: an option is out of range or unknown.
+    """
+
+    n_categories: tuple[int, ...]
+    n_numeric: int
+    n_kernels: int
+    n_values: tuple[int, ...] = ()
+    dim: int = 64
+    blocks: int = 3
+    block: str = "gamma"
+    paths: str = "both"
+    activation: str = "gelu"
+    heads: int = 4
+
+    def __post_init__(self) -> None:
+        if self.block not in BLOCKS:
+            raise InputError(f"--block {self.block!r} is unknown; use one of {', '.join(BLOCKS)}")
+        if self.paths not in PATHS:
+            raise InputError(f"--paths {self.paths!r} is unknown; use one of {', '.join(PATHS)}")
+        if self.activation not in ACTIVATIONS:
+            raise InputError(f"--activation {self.activation!r} is unknown; use one of {', '.join(ACTIVATIONS)}")
+        if self.blocks < 1 or self.dim < 1:
+            raise InputError(f"--blocks and --dim must be >= 1, got {self.blocks} and {self.dim}")
+        if self.block == "transformer" and self.dim % self.heads:
+            raise InputError(f"--dim {self.dim} must be a multiple of the {self.heads} attention heads")
+        if self.n_values and len(self.n_values) != self.n_numeric:
+            raise ValueError("n_values needs one table size per numeric token")
+        if self.n_kernels < 1 or self.n_tokens < 1:
+            raise InputError("a model needs at least one token and one kernel")
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.n_categories) + self.n_numeric
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["n_categories"] = list(self.n_categories)
+        data["n_values"] = list(self.n_values)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelConfig:
+        return cls(**{**data, "n_categories": tuple(data["n_categories"]), "n_values": tuple(data["n_values"])})
+
+
+class TokenEmbedding(nn.Module):
+    """Position embedding of each token + its value embedding.
+
+    Categorical tokens: a learnt table per field (one shared table with
+    per-field offsets).  Numeric tokens: ``v * a_f`` for the standardised
+    value ``v``; the affine map's bias is the position embedding itself;
+    with ``n_values``, plus a learnt embedding of the exact value (zero for
+    values without one, and zero-initialised).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        d = config.dim
+        self.position = nn.Parameter(torch.randn(config.n_tokens, d))
+        self.table = nn.Embedding(max(1, sum(config.n_categories)), d)
+        offsets = torch.tensor([0, *config.n_categories[:-1]], dtype=torch.int64).cumsum(0)
+        self.register_buffer("offsets", offsets[: len(config.n_categories)], persistent=False)
+        self.scale = nn.Parameter(torch.randn(config.n_numeric, d))
+        self.exact = None
+        if config.n_values:
+            self.exact = nn.Embedding(sum(config.n_values), d)
+            nn.init.zeros_(self.exact.weight)
+            value_offsets = torch.tensor([0, *config.n_values[:-1]], dtype=torch.int64).cumsum(0)
+            self.register_buffer("value_offsets", value_offsets, persistent=False)
+
+    def forward(self, categorical: torch.Tensor, numeric: torch.Tensor, value_ids: torch.Tensor) -> torch.Tensor:
+        """``categorical`` int64 [B, C], ``numeric`` float32 [B, N], ``value_ids`` int64 [B, N] -> tokens [B, L, d]."""
+        values = numeric.unsqueeze(-1) * self.scale
+        if self.exact is not None:
+            values = values + self.exact(value_ids + self.value_offsets)
+        if categorical.shape[1]:
+            values = torch.cat([self.table(categorical + self.offsets), values], dim=1)
+        return values + self.position
+
+
+class GammaBlock(nn.Module):
+    """``Y = LayerNorm(P · φ(X W1 + b1) + c + X W2 + b2)``: three matmuls, paths selectable."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        d, n = config.dim, config.n_tokens
+        self.nonlinear = config.paths in ("both", "nonlinear")
+        self.direct = config.paths in ("both", "affine")
+        if self.nonlinear:
+            self.fc = nn.Linear(d, d)  # W1, b1
+            self.activation = ACTIVATIONS[config.activation]()
+            self.mix = nn.Linear(n, n)  # P (weight), c (bias), applied across tokens
+        if self.direct:
+            self.affine = nn.Linear(d, d)  # W2, b2
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (Fusing W1 and W2 into one [d, 2d] matmul was measured slower in training: the split halves are
+        # strided views that the token-mixing matmul and the LayerNorm then copy.)
+        y = self.affine(x) if self.direct else None
+        if self.nonlinear:
+            # P [L, L] @ H [B, L, d] broadcasts over the batch, no transposes needed.
+            mixed = torch.matmul(self.mix.weight, self.activation(self.fc(x))) + self.mix.bias.unsqueeze(-1)
+            y = mixed if y is None else mixed + y
+        return self.norm(y)
+
+
+def transformer_block(config: ModelConfig) -> nn.Module:
+    """A standard post-norm encoder block: self-attention + feed-forward of width ``dim``, no dropout."""
+    activation = "gelu" if config.activation == "gelu" else "relu"
+    return nn.TransformerEncoderLayer(
+        d_model=config.dim,
+        nhead=config.heads,
+        dim_feedforward=config.dim,
+        dropout=0.0,
+        activation=activation,
+        batch_first=True,
+    )
+
+
+class Reformer(nn.Module):
+    """Tokens -> blocks -> mean over tokens -> one logit per kernel, masked by applicability."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = TokenEmbedding(config)
+        make = GammaBlock if config.block == "gamma" else transformer_block
+        self.blocks = nn.Sequential(*[make(config) for _ in range(config.blocks)])
+        self.head = nn.Linear(config.dim, config.n_kernels)
+
+    def forward(
+        self,
+        categorical: torch.Tensor,
+        numeric: torch.Tensor,
+        value_ids: torch.Tensor,
+        applicable: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits [B, K] for encoded problems (see :class:`reformer.features.EncodedProblems`);
+        where ``applicable`` (bool [B, K]) is False the logit is -inf."""
+        logits = self.head(self.blocks(self.embed(categorical, numeric, value_ids)).mean(dim=1))
+        if applicable is not None:
+            logits = logits.masked_fill(~applicable, float("-inf"))
+        return logits
+
+
+def soft_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, applicable: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean over problems of ``-Σ_k q_k log softmax(masked logits)_k`` (non-applicable terms are 0, not NaN),
+    each problem's term multiplied by ``weight`` [B] when given."""
+    log_p = torch.log_softmax(logits.masked_fill(~applicable, float("-inf")), dim=1)
+    per_problem = -(target * log_p.masked_fill(~applicable, 0.0)).sum(dim=1)
+    return (per_problem if weight is None else per_problem * weight).mean()

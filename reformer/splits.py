@@ -1,0 +1,168 @@
+"""Train / validation / test splits of a runtime matrix, by problem and optionally by group.
+
+A problem is never on two sides.  Three modes:
+
+* random (default): a seeded permutation of problems cut at the fractions;
+* ``group_by="geometry"``: problems sharing a convolution geometry (every
+  integer field, batch included; all directions, dtypes and layouts of one
+  shape) stay on one side; ``group_by="layer"`` also ignores ``batch``;
+* ``hold_out`` (``--split-by COLUMN=VALUE,...``): problems matching are the
+  test split; the rest is split into train / validation at the ratio of the
+  first two fractions (by group if ``group_by`` is set).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from kernelbench.errors import InputError
+from kernelbench.problem import INT_FIELDS
+
+GROUPINGS = ("geometry", "layer")
+#: Problem columns ``--split-by`` may name.
+SPLIT_BY_COLUMNS = ("direction", "dtype", "layout", "network", *INT_FIELDS)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SplitSpec:
+    """How to split.  ``hold_out`` is ``((column, (value, ...)), ...)``: values of one column are
+    alternatives (OR), different columns must all match (AND)."""
+
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+    group_by: str | None = None
+    hold_out: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def describe(self) -> str:
+        """One line, e.g. ``random 80/10/10 seed 0, grouped by layer``."""
+        pct = "/".join(f"{100 * f:g}" for f in self.fractions)
+        text = f"random {pct} seed {self.seed}"
+        if self.hold_out:
+            held = " and ".join(f"{c} in {{{', '.join(v)}}}" for c, v in self.hold_out)
+            text = f"test = problems with {held}; rest {pct.rsplit('/', 1)[0]} seed {self.seed}"
+        if self.group_by:
+            text += f", grouped by {self.group_by}"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "fractions": list(self.fractions),
+            "seed": self.seed,
+            "group_by": self.group_by,
+            "hold_out": {c: list(v) for c, v in self.hold_out},
+            "description": self.describe(),
+        }
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Split:
+    """Integer row positions (into a :class:`~reformer.data.RuntimeMatrix`) of each side, sorted."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+    spec: SplitSpec
+
+    def sides(self) -> dict[str, np.ndarray]:
+        return {"train": self.train, "validation": self.validation, "test": self.test}
+
+    def sizes(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.sides().items()}
+
+
+def parse_split_by(text: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Parse ``"direction=bwd_data,dtype=fp16"`` into ``hold_out`` form (sorted by column).
+
+    Raises:
+        InputError: an item is not ``COLUMN=VALUE`` or names a column that cannot be split by.
+    """
+    values: dict[str, list[str]] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        column, sep, value = item.partition("=")
+        column, value = column.strip(), value.strip()
+        if not sep or not column or not value:
+            raise InputError(f"--split-by item {item!r} is not COLUMN=VALUE (e.g. direction=bwd_weights)")
+        if column not in SPLIT_BY_COLUMNS:
+            raise InputError(f"--split-by column {column!r} is unknown; use one of {', '.join(SPLIT_BY_COLUMNS)}")
+        values.setdefault(column, []).append(value)
+    if not values:
+        raise InputError("--split-by is empty; give COLUMN=VALUE[,COLUMN=VALUE...]")
+    return tuple((c, tuple(v)) for c, v in sorted(values.items()))
+
+
+def group_keys(problems: pl.DataFrame, group_by: str | None) -> np.ndarray:
+    """One integer group id per problem row: the problem itself, its geometry, or its layer.
+
+    Raises:
+        InputError: ``group_by`` is not one of :data:`GROUPINGS`.
+    """
+    if group_by is None:
+        return np.arange(problems.height)
+    if group_by not in GROUPINGS:
+        raise InputError(f"--group-by {group_by!r} is unknown; use one of {', '.join(GROUPINGS)}")
+    columns = [c for c in INT_FIELDS if not (group_by == "layer" and c == "batch")]
+    values = problems.select(columns).to_numpy()
+    return np.unique(values, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def _cut_groups(groups: np.ndarray, rows: np.ndarray, shares: list[float], rng: np.random.Generator) -> list[np.ndarray]:
+    """Assign whole groups (in seeded random order) to sides so that side sizes follow ``shares``."""
+    unique, inverse, counts = np.unique(groups[rows], return_inverse=True, return_counts=True)
+    order = rng.permutation(len(unique))
+    # Cumulative problem count in permuted group order; a group goes to the side its midpoint falls in.
+    cum = np.cumsum(counts[order])
+    mid = (cum - counts[order] / 2) / cum[-1]
+    edges = np.cumsum(shares)[:-1] / np.sum(shares)
+    side_of_group = np.empty(len(unique), dtype=np.int64)
+    side_of_group[order] = np.searchsorted(edges, mid, side="right")
+    side = side_of_group[inverse]
+    return [np.sort(rows[side == s]) for s in range(len(shares))]
+
+
+def hold_out_mask(problems: pl.DataFrame, hold_out: tuple[tuple[str, tuple[str, ...]], ...]) -> np.ndarray:
+    """Boolean per problem row: matches every ``(column, values)`` of ``hold_out``."""
+    mask = np.ones(problems.height, dtype=bool)
+    for column, values in hold_out:
+        as_text = problems[column].cast(pl.String).fill_null("")
+        mask &= as_text.is_in(list(values)).to_numpy()
+    return mask
+
+
+def make_split(problems: pl.DataFrame, spec: SplitSpec) -> Split:
+    """Split the problem rows of a runtime matrix.
+
+    Raises:
+        InputError: fractions invalid, an empty side, or a ``hold_out`` that matches no problem or all of them.
+    """
+    fractions = [float(f) for f in spec.fractions]
+    if len(fractions) != 3 or min(fractions) < 0 or fractions[0] <= 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise InputError(f"split fractions {spec.fractions} must be three non-negative numbers summing to 1")
+    rng = np.random.default_rng(spec.seed)
+    groups = group_keys(problems, spec.group_by)
+    everything = np.arange(problems.height)
+    if spec.hold_out:
+        held = hold_out_mask(problems, spec.hold_out)
+        if not held.any():
+            raise InputError(f"--split-by {spec.describe()} matches no problem of the dataset")
+        if held.all():
+            raise InputError("--split-by matches every problem of the dataset; nothing is left to train on")
+        test = everything[held]
+        rest = everything[~held]
+        if spec.group_by:
+            # Groups that reach into the held-out test side must not also train.
+            rest = rest[~np.isin(groups[rest], groups[test])]
+        train, validation = _cut_groups(groups, rest, fractions[:2], rng)
+    else:
+        train, validation, test = _cut_groups(groups, everything, fractions, rng)
+    for name, side, share in (("train", train, fractions[0]), ("validation", validation, fractions[1])):
+        if len(side) == 0 and share > 0:
+            raise InputError(f"the {name} split is empty ({problems.height} problems); use a larger dataset")
+    if len(test) == 0 and fractions[2] > 0:
+        raise InputError(f"the test split is empty ({problems.height} problems); use a larger dataset")
+    return Split(train=train, validation=validation, test=test, spec=spec)

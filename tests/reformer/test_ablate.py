@@ -1,0 +1,163 @@
+"""``reformer ablate``: the grid, shared cells, resume after an interruption, parallel jobs, the report."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from cli import reformer
+from kernelbench.errors import InputError
+from reformer.ablate import (
+    STUDIES,
+    AblationOptions,
+    QuickSettings,
+    data_identity,
+    parse_studies,
+    plan_cells,
+    run_ablation,
+    variants,
+)
+from reformer.ablation_report import RESULT_COLUMNS, STUDY_COLUMNS, study_table, summarize, write_report
+from reformer.config import FitConfig
+
+#: A tiny grid: 300 of the 600 synthetic problems, 2 epochs of a narrow model.
+TINY = QuickSettings(problems=300, epochs=2, mlp_epochs=2, lightgbm_rounds=5, seed=0)
+BASE = FitConfig(dim=16, batch_size=64, lr=1e-2)
+
+
+def _options(**changes) -> AblationOptions:
+    return AblationOptions(**{"quick": TINY, "base": BASE, "seeds": (0,), **changes})
+
+
+def test_full_quick_grid_writes_results_report_and_plots(tmp_path, dataset_path):
+    report = tmp_path / "report"
+    outcome = run_ablation(dataset_path, report, _options(), progress=False, say=lambda _: None,
+                           command="reformer ablate synthetic.parquet -o report --quick")
+    paths = write_report(report, outcome)
+
+    results = pl.read_parquet(report / "results.parquet")
+    assert tuple(results.columns) == RESULT_COLUMNS
+    rows = [v for s in STUDIES for v in variants(s)]
+    assert results.height == len(rows)
+    assert results["n_problems"].unique().to_list() == [30]  # 10 % of the 300-problem subsample
+    # Shared work: the default model is one cell behind five rows, with identical numbers.
+    ratio = f"ratio γ={FitConfig().ratio_power:g}"
+    defaults = results.filter(
+        pl.col("variant").is_in([ratio, "both", "3", "Γ-block", f"{ratio}, σ=0", "reformer (defaults)"])
+    )
+    assert defaults.height == 6 and defaults["top1"].n_unique() == 1 and defaults["fit_seconds"].n_unique() == 1
+    oracle = results.filter(pl.col("variant") == "oracle").row(0, named=True)
+    assert oracle["top1"] == 1.0 and oracle["oracle_ratio"] == 1.0
+    static = results.filter(pl.col("variant") == "static").row(0, named=True)
+    assert static["speedup_static_sum"] == pytest.approx(1.0)
+    trained = results.filter(pl.col("study") != "baselines")
+    assert (trained["fit_seconds"] > 0).all() and (trained["latency_us_p50"] > 0).all()
+    assert (trained["batched_per_s"] > 0).all()
+
+    text = (report / "report.md").read_text()
+    assert "quick variant" in text and "reformer ablate synthetic.parquet" in text
+    for study in STUDIES:
+        assert f"![{study}](study_{study}.png)" in text
+        assert (report / f"study_{study}.png").stat().st_size > 10_000
+    assert text.count("| variant |") == len(STUDIES)
+    assert "**" in text.split("## Label formulation")[1].split("##")[0]  # a best value is marked
+    assert (report / "cdf_pick_over_best.png").exists() and (report / "training_curves.png").exists()
+    assert len(paths) == 2 + len(STUDIES) + 2
+    run = json.loads((report / "run.json").read_text())
+    assert run["dataset"]["n_problems"] == 300 and run["dataset"]["metadata"]["subsample"]["of"] == 600
+    assert run["invocations"][-1]["computed"] == outcome.computed == len(outcome.records)
+
+
+def test_resume_reads_back_finished_cells(tmp_path, dataset_path):
+    report = tmp_path / "report"
+    options = _options(studies=("paths",), seeds=(0, 1))
+    finished = []
+
+    def stop_after_two(key, record):
+        finished.append(key)
+        if len(finished) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_ablation(dataset_path, report, options, progress=False, say=lambda _: None, on_cell=stop_after_two)
+    assert len(list((report / "cells").glob("*.json"))) == 2
+
+    second = run_ablation(dataset_path, report, options, progress=False, say=lambda _: None)
+    assert (second.reused, second.computed) == (2, 4)
+    third = run_ablation(dataset_path, report, options, progress=False, say=lambda _: None)
+    assert (third.reused, third.computed) == (6, 0)
+    assert third.records == second.records
+    # Every invocation's wall time is kept for the report, the interrupted one included.
+    assert [i["computed"] for i in json.loads((report / "run.json").read_text())["invocations"]] == [2, 4, 0]
+
+
+def test_shared_cells_and_keys_follow_settings(matrix):
+    options = _options(studies=("labels", "paths", "blocks"))
+    rows = [v for s in options.studies for v in variants(s)]
+    keys, cells, users = plan_cells(rows, options, data_identity(matrix, options))
+    labels = len(variants("labels"))
+    assert len(keys) == labels + 3 + 5
+    assert len(cells) == labels + 2 + 4  # the default model is shared by three rows
+    assert max(len(u) for u in users.values()) == 3
+    longer = AblationOptions(quick=QuickSettings(problems=300, epochs=3), base=BASE, seeds=(0,),
+                             studies=options.studies)
+    other, _, _ = plan_cells(rows, longer, data_identity(matrix, longer))
+    assert not set(other.values()) & set(keys.values())
+    more_threads = AblationOptions(quick=TINY, base=BASE, seeds=(0,), studies=options.studies, threads=2)
+    same, _, _ = plan_cells(rows, more_threads, data_identity(matrix, more_threads))
+    assert same == keys  # threads change speed, not results: finished cells stay valid
+
+
+def test_parallel_jobs_match_serial(tmp_path, dataset_path):
+    options = _options(studies=("block-type",))
+    serial = run_ablation(dataset_path, tmp_path / "a", options, progress=False, say=lambda _: None)
+    parallel = run_ablation(dataset_path, tmp_path / "b", AblationOptions(**{**options.__dict__, "jobs": 2}),
+                            progress=False, say=lambda _: None)
+    assert parallel.computed == serial.computed == 2
+    for key, record in serial.records.items():
+        assert parallel.records[key]["metrics"] == record["metrics"]
+
+
+def test_missing_lightgbm_gives_notice_and_the_rest_of_the_report(tmp_path, dataset_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "lightgbm", None)
+    lines = []
+    outcome = run_ablation(dataset_path, tmp_path, _options(studies=("baselines",)), progress=False,
+                           say=lines.append)
+    write_report(tmp_path, outcome)
+    assert any("lightgbm is not installed" in line for line in lines)
+    results = pl.read_parquet(tmp_path / "results.parquet")
+    assert results["variant"].to_list() == ["oracle", "random", "static", "mlp", "reformer (defaults)"]
+    assert "## Notices" in (tmp_path / "report.md").read_text()
+
+
+def test_study_table_marks_best_per_column():
+    rows = []
+    for variant, top1, sum_ratio in (("oracle", 1.0, 1.0), ("static", 0.5, 1.8), ("lightgbm", 0.9, 1.02)):
+        for seed in (0, 1):
+            row = dict.fromkeys(RESULT_COLUMNS, 0.0)
+            row.update(study="baselines", variant=variant, seed=seed, top1=top1 + 0.01 * seed, sum_ratio=sum_ratio,
+                       n_problems=10, skipped_problems=0)
+            rows.append(row)
+    table = study_table(summarize(pl.DataFrame(rows)), "baselines")
+    lines = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
+    assert "**0.9050 ± 0.0071**" in lines["lightgbm"] and "**1.0200" in lines["lightgbm"]
+    assert "**" not in lines["oracle"]  # an upper bound, never "best"
+    assert "0.5050 ± 0.0071" in lines["static"] and "**0.5050" not in lines["static"]
+    assert table.splitlines()[0].count("|") == len(STUDY_COLUMNS["baselines"]) + 2
+
+
+def test_parse_studies():
+    assert parse_studies(None) == STUDIES
+    assert parse_studies("noise, labels") == ("labels", "noise")
+    with pytest.raises(InputError, match="unknown study"):
+        parse_studies("labels,depth")
+
+
+def test_cli_bad_study_is_one_line_exit_2(dataset_path, tmp_path):
+    result = CliRunner().invoke(reformer, ["ablate", str(dataset_path), "-o", str(tmp_path), "--studies", "depth"])
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("Error: --studies 'depth'")

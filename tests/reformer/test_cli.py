@@ -1,0 +1,107 @@
+import json
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from cli import reformer
+from kernelbench import schema
+from tests.reformer.synthetic import synthetic_frame, write_synthetic
+
+PROBLEM = "batch=8,in_channels=64,in_h=56,in_w=56,out_channels=64,filter_h=3,filter_w=3,pad_h=1,pad_w=1,dtype=fp32,direction=fwd"
+KEYS = ["top1", "within5", "oracle_ratio", "sum_ratio", "mean_pick_ms", "speedup_static_sum",
+        "speedup_static_geomean", "n_problems", "skipped_problems"]  # fmt: skip
+
+
+def run(*args):
+    return CliRunner().invoke(reformer, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    write_synthetic(root / "d.parquet", 300, seed=2)
+    result = run("fit", root / "d.parquet", "-o", root / "model", "--epochs", 2, "--min-steps", 0, "--dim", 16, "--blocks", 1,
+                 "--batch-size", 64, "--threads", 1, "--quiet")
+    return root, result
+
+
+def test_fit_writes_model_dir_and_prints_table(fitted):
+    root, result = fitted
+    assert result.exit_code == 0, result.output
+    for name in ("weights.safetensors", "config.json", "metrics.json", "curve.csv", "curve.png"):
+        assert (root / "model" / name).stat().st_size > 0
+    for word in ("reformer", "oracle", "static", "random", "top-1"):
+        assert word in result.output
+    metrics = json.loads((root / "model" / "metrics.json").read_text())
+    assert list(metrics["test"]) == KEYS and metrics["fit_seconds"] > 0
+    assert len((root / "model" / "curve.csv").read_text().splitlines()) == 3  # header + 2 epochs
+
+
+def test_evaluate_json_has_exactly_the_keys(fitted):
+    root, _ = fitted
+    result = run("evaluate", root / "model", root / "d.parquet", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert list(data) == KEYS and data["n_problems"] == 300 and data["skipped_problems"] == 0
+
+
+def test_evaluate_reports_unknown_kernels(fitted, tmp_path):
+    root, _ = fitted
+    frame = synthetic_frame(100, seed=7).with_columns(
+        pl.when(pl.col("kernel") == "fft").then(pl.lit("fft_new")).otherwise(pl.col("kernel")).alias("kernel"))
+    schema.write_dataset(frame, tmp_path / "other.parquet", {"device": "other"})
+    result = run("evaluate", root / "model", tmp_path / "other.parquet")
+    assert result.exit_code == 0, result.output
+    assert "unknown to the model" in result.output and "fft_new" in result.output
+
+
+def test_select_prints_ranked_kernels(fitted):
+    root, _ = fitted
+    result = run("select", root / "model", "--problem", PROBLEM, "--top", 2, "--applicable", "gemm,winograd,direct")
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 2 and lines[0].split()[0] == "1"
+    assert {line.split()[1] for line in lines} <= {"gemm", "winograd", "direct"}
+
+
+def test_bad_input_exits_2_with_one_line(fitted, tmp_path):
+    root, _ = fitted
+    missing_column = tmp_path / "missing.parquet"
+    pq.write_table(synthetic_frame(20).drop("kernel").to_arrow().replace_schema_metadata(schema.encode_metadata({})),
+                   missing_column)
+    no_ok = tmp_path / "no_ok.parquet"
+    schema.write_dataset(synthetic_frame(20).with_columns(status=pl.lit("error"), time_ms=pl.lit(None)), no_ok, {})
+    one_kernel = tmp_path / "one.parquet"
+    schema.write_dataset(synthetic_frame(20).filter(pl.col("kernel") == "gemm"), one_kernel, {})
+    other_version = tmp_path / "v2.parquet"
+    write_synthetic(other_version, 20)
+    table = pq.read_table(other_version)
+    meta = dict(table.schema.metadata)
+    meta[b"kernelbench.schema_version"] = b"2"
+    pq.write_table(table.replace_schema_metadata(meta), other_version)
+    old_model = tmp_path / "old_model"
+    old_model.mkdir()
+    for f in (root / "model").iterdir():
+        (old_model / f.name).write_bytes(f.read_bytes())
+    config = json.loads((old_model / "config.json").read_text())
+    config["format_version"] = 0
+    (old_model / "config.json").write_text(json.dumps(config))
+    cases = [
+        (("fit", missing_column, "-o", tmp_path / "m"), "missing required column(s): kernel"),
+        (("fit", no_ok, "-o", tmp_path / "m"), "no rows with status 'ok'"),
+        (("fit", one_kernel, "-o", tmp_path / "m"), "at least 2"),
+        (("fit", other_version, "-o", tmp_path / "m"), "schema version 2"),
+        (("fit", root / "d.parquet", "-o", tmp_path / "m", "--split-by", "colour=red"), "--split-by column"),
+        (("select", root / "model", "--problem", PROBLEM + ",colour=red"), "unknown problem field"),
+        (("select", root / "model", "--problem", "batch=8,in_channels=64"), "missing problem field"),
+        (("select", root / "model", "--problem", "batch"), "not FIELD=VALUE"),
+        (("select", old_model, "--problem", PROBLEM), "format version 0"),
+        (("evaluate", old_model, root / "d.parquet"), "format version 0"),
+    ]
+    for args, message in cases:
+        result = run(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1

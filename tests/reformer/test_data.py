@@ -1,0 +1,60 @@
+import numpy as np
+import polars as pl
+import pytest
+
+from kernelbench import schema
+from kernelbench.errors import InputError
+from kernelbench.problem import problem_2d
+from reformer.data import align_kernels, load_matrix, lognormal_noise, pivot
+
+P = [problem_2d(batch=1, in_channels=4, out_channels=4, in_h=8 + i, in_w=8, filter_h=3, filter_w=3) for i in range(3)]
+
+
+def frame(entries):
+    """entries: (problem index, kernel, status, time_ms)."""
+    rows = []
+    for i, kernel, status, t in entries:
+        row = P[i].as_row()
+        row.update(kernel=kernel, algorithm="x", status=status, time_ms=t, device="d", source="test")
+        rows.append(row)
+    return schema.conform(pl.DataFrame(rows, schema_overrides=schema.POLARS_SCHEMA, infer_schema_length=None))
+
+
+def test_pivot_builds_matrix_mask_and_counts_dropped_problems():
+    m = pivot(frame([(0, "a", "ok", 1.0), (0, "b", "ok", 2.0), (1, "b", "ok", 3.0), (1, "a", "error", None),
+                     (2, "a", "timeout", None), (0, "b", "ok", 4.0), (0, "b", "ok", 3.0)]))
+    assert m.kernels == ("a", "b")
+    assert m.dropped_problems == 1  # problem 2 has no ok row
+    row = {pid: i for i, pid in enumerate(m.problems["problem_id"])}
+    i0, i1 = row[P[0].problem_id], row[P[1].problem_id]
+    assert m.time_ms[i0].tolist() == [1.0, 3.0]  # median of 2, 4, 3
+    assert np.isnan(m.time_ms[i1, 0]) and m.time_ms[i1, 1] == 3.0
+    assert m.applicable[i1].tolist() == [False, True]
+
+
+def test_no_ok_rows_and_single_kernel_are_input_errors():
+    with pytest.raises(InputError, match="no rows with status 'ok'"):
+        pivot(frame([(0, "a", "error", None)]))
+    with pytest.raises(InputError, match="at least 2"):
+        pivot(frame([(0, "a", "ok", 1.0), (1, "a", "ok", 1.0)]))
+
+
+def test_load_matrix_records_hash_and_rejects_bad_files(tmp_path):
+    path = tmp_path / "d.parquet"
+    schema.write_dataset(frame([(0, "a", "ok", 1.0), (0, "b", "ok", 2.0)]), path, {"device": "d"})
+    m = load_matrix(path)
+    assert len(m.metadata["sha256"]) == 64 and m.metadata["device"] == "d"
+    bad = tmp_path / "bad.parquet"
+    frame([(0, "a", "ok", 1.0)]).drop("kernel").write_parquet(bad)
+    with pytest.raises(InputError, match="not a kernelbench dataset"):
+        load_matrix(bad)
+
+
+def test_align_kernels_and_noise():
+    m = pivot(frame([(0, "a", "ok", 1.0), (0, "b", "ok", 2.0)]))
+    times, unknown = align_kernels(m, ["b", "z"])
+    assert times[0, 0] == 2.0 and np.isnan(times[0, 1]) and unknown == ("a",)
+    noisy = lognormal_noise(m.time_ms, sigma=0.2, seed=1)
+    assert not np.array_equal(noisy, m.time_ms)
+    np.testing.assert_array_equal(noisy, lognormal_noise(m.time_ms, sigma=0.2, seed=1))
+    assert lognormal_noise(m.time_ms, sigma=0.0, seed=1) is m.time_ms

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from reformer.metrics import (
+    METRIC_KEYS,
+    first_applicable,
+    oracle_picks,
+    random_picks,
+    selection_metrics,
+    static_order,
+)
+
+NAN = np.nan
+# Three problems x three kernels.
+TIMES = np.array(
+    [
+        [1.0, 2.0, NAN],
+        [4.0, 1.0, 2.0],
+        [NAN, 3.0, 3.1],
+    ]
+)
+
+
+def test_metrics_hand_computed():
+    picks = np.array([0, 2, 2])  # best, 2x slower, 3.1/3 slower
+    static = np.array([1, 0, 1])  # 2.0, 4.0, 3.0
+    m = selection_metrics(TIMES, picks, static)
+    assert m.top1 == pytest.approx(1 / 3)
+    assert m.within5 == pytest.approx(2 / 3)  # 3.1 <= 1.05 * 3
+    assert m.oracle_ratio == pytest.approx((1.0 * 0.5 * (3 / 3.1)) ** (1 / 3))
+    assert m.sum_ratio == pytest.approx((1 + 2 + 3.1) / (1 + 1 + 3))
+    assert m.mean_pick_ms == pytest.approx((1 + 2 + 3.1) / 3)
+    assert m.speedup_static_sum == pytest.approx((2 + 4 + 3) / (1 + 2 + 3.1))
+    assert m.speedup_static_geomean == pytest.approx((2 * 2 * (3 / 3.1)) ** (1 / 3))
+    assert m.n_problems == 3
+    assert tuple(m.as_dict()) == METRIC_KEYS
+
+
+def test_a_tie_with_the_fastest_is_a_hit():
+    times = np.array([[2.0, 2.0]])
+    m = selection_metrics(times, np.array([1]), np.array([0]))
+    assert m.top1 == 1.0 and m.oracle_ratio == 1.0
+
+
+def test_picking_a_non_applicable_kernel_is_an_error():
+    with pytest.raises(ValueError, match="not applicable"):
+        selection_metrics(TIMES, np.array([2, 0, 1]), np.array([0, 0, 1]))
+
+
+def test_oracle_static_and_first_applicable():
+    np.testing.assert_array_equal(oracle_picks(TIMES), [0, 1, 1])
+    order = static_order(TIMES)
+    # kernel 1 wins twice, kernel 0 once, kernel 2 never.
+    np.testing.assert_array_equal(order, [1, 0, 2])
+    np.testing.assert_array_equal(first_applicable(np.array([2, 0, 1]), ~np.isnan(TIMES)), [0, 2, 2])
+    np.testing.assert_array_equal(first_applicable(np.array([0]), np.array([[False, True]])), [-1])
+
+
+def test_random_picks_are_applicable_and_seeded():
+    applicable = ~np.isnan(np.tile(TIMES, (50, 1)))
+    a = random_picks(applicable, seed=3)
+    assert applicable[np.arange(len(a)), a].all()
+    np.testing.assert_array_equal(a, random_picks(applicable, seed=3))
+    assert len(set(a[1::3])) == 3  # problem 2 has three applicable kernels; 50 draws hit all

@@ -1,0 +1,96 @@
+import pytest
+import torch
+
+from kernelbench.errors import InputError
+from reformer.model import GammaBlock, ModelConfig, Reformer, soft_cross_entropy
+
+CONFIG = ModelConfig(n_categories=(3, 4), n_numeric=5, n_kernels=4, dim=8, blocks=2)
+
+
+def inputs(batch=6):
+    g = torch.Generator().manual_seed(0)
+    categorical = torch.stack([torch.randint(0, 3, (batch,), generator=g), torch.randint(0, 4, (batch,), generator=g)], 1)
+    return categorical, torch.randn(batch, 5, generator=g), torch.zeros(batch, 5, dtype=torch.int64)
+
+
+def test_non_applicable_kernels_get_minus_infinity_and_zero_probability():
+    torch.manual_seed(0)
+    model = Reformer(CONFIG)
+    applicable = torch.tensor([[True, False, True, False]] * 6)
+    logits = model(*inputs(), applicable)
+    assert torch.isinf(logits[:, [1, 3]]).all() and (logits[:, [1, 3]] < 0).all()
+    probs = torch.softmax(logits, 1)
+    assert torch.allclose(probs[:, [0, 2]].sum(1), torch.ones(6))
+    assert (probs[:, [1, 3]] == 0).all()
+
+
+def test_loss_is_finite_with_masks_and_only_sees_applicable_logits():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, requires_grad=True)
+    applicable = torch.tensor([[True, True, False], [False, True, True]])
+    target = torch.tensor([[0.25, 0.75, 0.0], [0.0, 1.0, 0.0]])
+    loss = soft_cross_entropy(logits, target, applicable)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert logits.grad[0, 2] == 0 and logits.grad[1, 0] == 0
+    # Hand check for row 0: -(0.25 log p0 + 0.75 log p1) over the two applicable logits.
+    lp = torch.log_softmax(logits[0, :2].detach(), 0)
+    row1 = -torch.log_softmax(logits[1, 1:].detach(), 0)[0]
+    assert loss.item() == pytest.approx(((-(0.25 * lp[0] + 0.75 * lp[1])) + row1).item() / 2, rel=1e-6)
+
+
+def test_gamma_block_equation():
+    torch.manual_seed(0)
+    block = GammaBlock(CONFIG)
+    x = torch.randn(3, CONFIG.n_tokens, CONFIG.dim)
+    f = block.fc
+    expected = torch.nn.functional.layer_norm(
+        block.mix.weight @ torch.nn.functional.gelu(x @ f.weight.T + f.bias) + block.mix.bias[:, None]
+        + x @ block.affine.weight.T + block.affine.bias,
+        (CONFIG.dim,), block.norm.weight, block.norm.bias,
+    )
+    torch.testing.assert_close(block(x), expected)
+
+
+@pytest.mark.parametrize(("paths", "has_fc", "has_affine"), [("both", True, True), ("affine", False, True), ("nonlinear", True, False)])
+def test_paths_remove_the_right_layers(paths, has_fc, has_affine):
+    block = GammaBlock(ModelConfig(n_categories=(), n_numeric=3, n_kernels=2, dim=4, paths=paths))
+    assert hasattr(block, "fc") == has_fc and hasattr(block, "affine") == has_affine
+    assert block(torch.randn(2, 3, 4)).shape == (2, 3, 4)
+
+
+def test_transformer_variant_and_config_round_trip():
+    config = ModelConfig(n_categories=(3, 4), n_numeric=5, n_kernels=4, dim=8, blocks=1, block="transformer")
+    model = Reformer(config)
+    assert model(*inputs()).shape == (6, 4)
+    assert ModelConfig.from_json(config.to_json()) == config
+
+
+def test_bad_architecture_is_an_input_error():
+    with pytest.raises(InputError, match="paths"):
+        ModelConfig(n_categories=(), n_numeric=2, n_kernels=2, paths="neither")
+    with pytest.raises(InputError, match="heads"):
+        ModelConfig(n_categories=(), n_numeric=2, n_kernels=2, dim=6, block="transformer")
+
+
+def test_exact_value_embeddings_start_at_zero_and_change_the_output_once_learnt():
+    torch.manual_seed(0)
+    config = ModelConfig(n_categories=(3, 4), n_numeric=5, n_kernels=4, dim=8, n_values=(3, 1, 1, 1, 1))
+    model = Reformer(config)
+    categorical, numeric, _ = inputs()
+    ids = torch.zeros(6, 5, dtype=torch.int64)
+    ids[:, 0] = torch.tensor([0, 1, 2, 0, 1, 2])
+    torch.testing.assert_close(model(categorical, numeric, ids), model(categorical, numeric, torch.zeros_like(ids)))
+    with torch.no_grad():
+        model.embed.exact.weight[1] = 1.0  # value id 1 of token 0
+    changed = (model(categorical, numeric, ids) != model(categorical, numeric, torch.zeros_like(ids))).any(dim=1)
+    assert changed.tolist() == [False, True, False, False, True, False]
+
+
+def test_problem_weights_scale_each_problems_loss():
+    logits = torch.tensor([[0.0, 1.0], [2.0, 0.0]])
+    target = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    applicable = torch.ones(2, 2, dtype=torch.bool)
+    per_problem = -torch.log_softmax(logits, 1)[[0, 1], [0, 1]]
+    weighted = soft_cross_entropy(logits, target, applicable, torch.tensor([0.5, 1.5]))
+    assert weighted.item() == pytest.approx(((0.5 * per_problem[0] + 1.5 * per_problem[1]) / 2).item())

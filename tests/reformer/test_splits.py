@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+
+from kernelbench.errors import InputError
+from reformer.splits import SplitSpec, group_keys, make_split, parse_split_by
+
+
+def sides(split):
+    return [split.train, split.validation, split.test]
+
+
+def test_random_split_is_a_seeded_partition(matrix):
+    split = make_split(matrix.problems, SplitSpec(seed=1))
+    rows = np.concatenate(sides(split))
+    assert len(rows) == len(set(rows)) == matrix.n_problems
+    ids = [set(matrix.problems["problem_id"].to_numpy()[s]) for s in sides(split)]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert abs(len(split.train) / matrix.n_problems - 0.8) < 0.01
+    again = make_split(matrix.problems, SplitSpec(seed=1))
+    np.testing.assert_array_equal(split.test, again.test)
+    assert not np.array_equal(split.test, make_split(matrix.problems, SplitSpec(seed=2)).test)
+
+
+@pytest.mark.parametrize("group_by", ["geometry", "layer"])
+def test_grouped_split_keeps_groups_on_one_side(matrix, group_by):
+    split = make_split(matrix.problems, SplitSpec(group_by=group_by))
+    groups = group_keys(matrix.problems, group_by)
+    seen = [set(groups[s]) for s in sides(split)]
+    assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
+    assert sum(len(s) for s in sides(split)) == matrix.n_problems
+    # groups really merge problems (several directions / dtypes / batches per geometry)
+    assert len(set(groups)) < matrix.n_problems
+
+
+def test_layer_groups_ignore_batch_but_geometry_does_not(matrix):
+    geometry, layer = group_keys(matrix.problems, "geometry"), group_keys(matrix.problems, "layer")
+    assert len(set(layer)) < len(set(geometry))
+
+
+def test_split_by_holds_out_matching_problems(matrix):
+    spec = SplitSpec(hold_out=parse_split_by("direction=bwd_data"), group_by="layer")
+    split = make_split(matrix.problems, spec)
+    direction = matrix.problems["direction"].to_numpy()
+    assert (direction[split.test] == "bwd_data").all()
+    assert (direction[split.train] == "fwd").all() and (direction[split.validation] == "fwd").all()
+    layers = group_keys(matrix.problems, "layer")
+    assert not set(layers[split.train]) & set(layers[split.test])
+
+
+def test_parse_split_by_groups_values_per_column():
+    assert parse_split_by("network=a, dtype=fp16,network=b") == (("dtype", ("fp16",)), ("network", ("a", "b")))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("direction", "COLUMN=VALUE"), ("colour=red", "unknown"), (" , ", "empty")],
+)
+def test_parse_split_by_errors(text, message):
+    with pytest.raises(InputError, match=message):
+        parse_split_by(text)
+
+
+def test_split_by_matching_nothing_or_everything_is_an_input_error(matrix):
+    with pytest.raises(InputError, match="matches no problem"):
+        make_split(matrix.problems, SplitSpec(hold_out=(("direction", ("bwd_weights",)),)))
+    with pytest.raises(InputError, match="every problem"):
+        make_split(matrix.problems, SplitSpec(hold_out=(("layout", ("NCHW",)),)))
+    with pytest.raises(InputError, match="fractions"):
+        make_split(matrix.problems, SplitSpec(fractions=(0.5, 0.1, 0.1)))

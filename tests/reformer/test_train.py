@@ -1,0 +1,78 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from kernelbench.errors import InputError
+from reformer.config import FitConfig
+from reformer.splits import SplitSpec, make_split
+from reformer.train import fit
+from tests.reformer.conftest import QUICK
+
+
+def test_fit_learns_beyond_the_static_order(fit_result):
+    test = fit_result.evaluations["test"]
+    assert test.model.top1 > test.baselines["static"].top1 + 0.1
+    assert test.model.oracle_ratio > test.baselines["random"].oracle_ratio
+    assert test.baselines["oracle"].top1 == 1.0
+    assert fit_result.fit_seconds > 0 and 1 <= fit_result.best_epoch <= QUICK.epochs
+    assert [r.epoch for r in fit_result.curve] == list(range(1, QUICK.epochs + 1))
+    best = max(r.validation_oracle_ratio for r in fit_result.curve)
+    assert fit_result.evaluations["validation"].model.oracle_ratio == best  # best epoch's weights were kept
+
+
+def test_metrics_json_layout(fit_result):
+    data = fit_result.metrics_json()
+    for side in ("train", "validation", "test"):
+        assert list(data[side]) == [
+            "top1", "within5", "oracle_ratio", "sum_ratio", "mean_pick_ms", "speedup_static_sum",
+            "speedup_static_geomean", "n_problems", "skipped_problems",
+        ]  # fmt: skip
+    assert data["fit_seconds"] == fit_result.fit_seconds
+
+
+def test_fit_is_deterministic_under_seed(matrix):
+    small = matrix.subset(np.arange(200))
+    config = dataclasses.replace(QUICK, epochs=2)
+    a, b = fit(small, config), fit(small, config)
+    state_a, state_b = a.trained.model.state_dict(), b.trained.model.state_dict()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    c = fit(small, dataclasses.replace(config, seed=1))
+    assert not all(torch.equal(state_a[k], c.trained.model.state_dict()[k]) for k in state_a)
+
+
+def test_precomputed_split_and_training_noise(matrix):
+    small = matrix.subset(np.arange(200))
+    split = make_split(small.problems, SplitSpec(seed=5))
+    config = dataclasses.replace(QUICK, epochs=1, seed=0)
+    clean = fit(small, config, split=split)
+    noisy = fit(small, dataclasses.replace(config, train_noise_sigma=0.5), split=split)
+    np.testing.assert_array_equal(clean.split.test, split.test)
+    np.testing.assert_array_equal(noisy.evaluations["test"].scored, clean.evaluations["test"].scored)
+    assert clean.curve[0].train_loss != noisy.curve[0].train_loss  # labels changed, test times did not
+    assert clean.evaluations["test"].baselines["oracle"].mean_pick_ms == noisy.evaluations["test"].baselines["oracle"].mean_pick_ms
+
+
+def test_small_datasets_get_enough_steps(matrix):
+    small = matrix.subset(np.arange(100))  # 80 train problems, 2 batches of 64 per epoch
+    result = fit(small, dataclasses.replace(QUICK, epochs=1, min_steps=5))
+    assert len(result.curve) == 3
+
+
+def test_bad_options_are_input_errors():
+    for bad in ({"ratio_power": 0}, {"labels": "rank"}, {"paths": "none"}, {"derived": ("magic",)}, {"epochs": 0}):
+        with pytest.raises(InputError):
+            FitConfig(**bad)
+
+
+def test_forward_only_dataset_drops_constant_tokens():
+    from reformer.data import pivot
+    from tests.reformer.synthetic import synthetic_frame
+
+    matrix = pivot(synthetic_frame(150, seed=4, directions=("fwd",)))
+    result = fit(matrix, dataclasses.replace(QUICK, epochs=1))
+    encoder = result.trained.encoder
+    assert "direction" not in encoder.categorical and "in_d" not in encoder.numeric
+    assert all(np.isfinite(encoder.std)) and min(encoder.std) > 0
+    assert np.isfinite(result.evaluations["test"].model.oracle_ratio)
