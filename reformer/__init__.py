@@ -14,7 +14,7 @@ from typing import Any
 _EXPORTS = {
     "Selector": "reformer.selector",
     "fit": "reformer.train",
-    "FitConfig": "reformer.train",
+    "FitConfig": "reformer.config",
     "FitResult": "reformer.train",
     "load_matrix": "reformer.data",
     "RuntimeMatrix": "reformer.data",

@@ -316,7 +316,9 @@ class FastReformer:
         value_rows = self._value_offsets.copy()
         for j, name, index in self._value_index:
             value_rows[j] += index.get(float(fields[name]), 0)
-        return np.add(ids, self._cat_offsets), np.array(centred, dtype=np.float32), value_rows
+        # int64 even when a dataset has no categorical token (an empty list would become float64).
+        rows = np.add(np.asarray(ids, dtype=np.int64), self._cat_offsets)
+        return rows, np.array(centred, dtype=np.float32), value_rows
 
     def logits_one(self, problem: ProblemLike) -> np.ndarray:
         """Unmasked logits ``float32 [n_kernels]`` of one problem.
