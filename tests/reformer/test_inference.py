@@ -238,3 +238,22 @@ def test_picks_agree_with_torch_on_an_mi100_sample(mi100_sample):
     rows = list(mi100_sample.problems.iter_rows(named=True))
     for i in range(0, len(rows), 7):
         assert fast.select_one(_mapping(rows[i]), applicable[i])[0][0] == trained.kernels[expected[i]]
+
+
+def test_single_problem_path_on_a_dataset_whose_categorical_fields_are_constant():
+    """The committed CPU dataset is all fwd/fp32/NCHW/2D, so no categorical token varies."""
+    from pathlib import Path
+
+    from reformer import fit, load_matrix
+    from reformer.config import FitConfig
+    from reformer.selector import Selector
+
+    matrix = load_matrix(Path(__file__).resolve().parents[2] / "datasets" / "cpu-networks-epyc-2t.parquet")
+    result = fit(matrix, FitConfig(epochs=1, min_steps=1, progress=False, threads=1))
+    selector = Selector(result.trained)
+    from kernelbench.problem import FIELDS
+
+    problem = {k: v for k, v in matrix.problems.row(0, named=True).items() if k in FIELDS}
+    picks = selector.select(problem, top=3)
+    assert len(picks) == 3 and picks[0][1] >= picks[1][1] >= picks[2][1] > 0
+    assert {k for k, _ in picks} <= set(matrix.kernels)
