@@ -128,11 +128,16 @@ def parse_studies(text: str | None) -> tuple[str, ...]:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class QuickSettings:
-    """``--quick``: a seeded subsample of ``problems`` problems and short training everywhere
-    (``epochs`` exactly: FitConfig's ``min_steps`` is set to 0)."""
+    """``--quick``: a seeded subsample of ``problems`` problems and short training everywhere.
+
+    Reformer trains ``epochs`` epochs, or more on a dataset so small that this
+    would be fewer than ``min_steps`` optimiser steps (FitConfig's own
+    ``min_steps`` default would turn 4 epochs of the subsample into ~60).
+    """
 
     problems: int = 5000
     epochs: int = 4
+    min_steps: int = 32
     mlp_epochs: int = 4
     lightgbm_rounds: int = 30
     seed: int = 0
@@ -200,8 +205,7 @@ def make_cell(variant: Variant, seed: int, options: AblationOptions) -> Cell:
     base = dataclasses.replace(base, progress=False, threads=threads,
                                split=SplitSpec(fractions=options.fractions, seed=seed), seed=seed)
     if quick is not None:
-        # min_steps would stretch 4 epochs on a 5,000-problem subsample to ~60: quick means short.
-        base = dataclasses.replace(base, epochs=quick.epochs, min_steps=0)
+        base = dataclasses.replace(base, epochs=quick.epochs, min_steps=quick.min_steps)
     if variant.kind == "reformer":
         config = dataclasses.replace(base, **dict(variant.changes))
         settings = {k: v for k, v in config.as_dict().items() if k != "threads"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -25,7 +26,7 @@ from reformer.ablation_report import RESULT_COLUMNS, STUDY_COLUMNS, study_table,
 from reformer.config import FitConfig
 
 #: A tiny grid: 300 of the 600 synthetic problems, 2 epochs of a narrow model.
-TINY = QuickSettings(problems=300, epochs=2, mlp_epochs=2, lightgbm_rounds=5, seed=0)
+TINY = QuickSettings(problems=300, epochs=2, min_steps=0, mlp_epochs=2, lightgbm_rounds=5, seed=0)
 BASE = FitConfig(dim=16, batch_size=64, lr=1e-2)
 
 
@@ -103,7 +104,7 @@ def test_shared_cells_and_keys_follow_settings(matrix):
     assert len(keys) == labels + 3 + 5
     assert len(cells) == labels + 2 + 4  # the default model is shared by three rows
     assert max(len(u) for u in users.values()) == 3
-    longer = AblationOptions(quick=QuickSettings(problems=300, epochs=3), base=BASE, seeds=(0,),
+    longer = AblationOptions(quick=dataclasses.replace(TINY, epochs=3), base=BASE, seeds=(0,),
                              studies=options.studies)
     other, _, _ = plan_cells(rows, longer, data_identity(matrix, longer))
     assert not set(other.values()) & set(keys.values())
@@ -161,3 +162,14 @@ def test_cli_bad_study_is_one_line_exit_2(dataset_path, tmp_path):
     result = CliRunner().invoke(reformer, ["ablate", str(dataset_path), "-o", str(tmp_path), "--studies", "depth"])
     assert result.exit_code == 2
     assert result.output.strip().startswith("Error: --studies 'depth'")
+
+
+def test_cli_quick_on_a_small_dataset(dataset_path, tmp_path):
+    # The default --quick settings on 600 problems: one batch per epoch, so min_steps sets the epochs.
+    result = CliRunner().invoke(reformer, ["ablate", str(dataset_path), "-o", str(tmp_path), "--quick", "--seeds", "1",
+                                           "--studies", "paths", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "3 cells (3 rows x 1 seeds" in result.output
+    assert result.output.count("paths/") == 3 and "3 cell(s) computed, 0 read back" in result.output
+    assert pl.read_parquet(tmp_path / "results.parquet").height == 3
+    assert "## Γ-block dual path" in (tmp_path / "report.md").read_text()
