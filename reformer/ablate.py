@@ -526,7 +526,6 @@ def run_ablation(
     from reformer.baselines import lightgbm_missing
 
     started = time.perf_counter()
-    load_start = os.getloadavg()[0]
     report_dir = Path(report_dir)
     matrix = load_data(dataset, options.quick)
     data_id = data_identity(matrix, options)
@@ -577,9 +576,12 @@ def run_ablation(
     computed = 0
     bar = tqdm(total=len(pending), unit="cell", disable=not progress, desc="ablate", dynamic_ncols=True)
 
+    loads = [os.getloadavg()[0]]
+
     def finished(key: str, record: dict[str, Any]) -> None:
         nonlocal computed
         records[key] = record
+        loads.append(os.getloadavg()[0])
         computed += 1
         bar.update()
         line = cell_line(describe_cell(users[key][0], len(users[key])), record)
@@ -599,8 +601,9 @@ def run_ablation(
         run.setdefault("invocations", []).append({
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - (time.perf_counter() - started))),
             "wall_seconds": time.perf_counter() - started,
-            "load_average_start": load_start,
-            "load_average_end": os.getloadavg()[0],
+            # Sampled at the start and after every cell: the machine's other work shows in the times.
+            "load_average": {"min": min(loads), "median": float(np.median(loads)), "max": max(loads),
+                             "samples": len(loads)},
             "computed": computed,
             "reused": reused,
             "complete": len(records) == len(cells),

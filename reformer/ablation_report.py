@@ -234,20 +234,19 @@ def plot_cdf(path: Path, outcome: Any, seed: int) -> bool:
     """
     plt = _pyplot()
     lines = []
-    for study, variant, label in CDF_ROWS:
+    for index, (study, variant, label) in enumerate(CDF_ROWS):
         record = outcome.records.get(outcome.keys.get((study, variant, seed), ""))
         if record is not None:
             dashed = study == "baselines" and variant != "reformer (defaults)"
             lines.append((f"{label} (top-1 {record['metrics']['top1']:.3f})", np.asarray(record["ratio_quantiles"]),
-                          "--" if dashed else "-"))
+                          "--" if dashed else "-", f"C{index}"))  # one colour per row in every report
     if not lines:
         return False
     fig, (near, full) = plt.subplots(1, 2, figsize=(13, 5.5), constrained_layout=True, sharey=True)
-    for i, (label, quantiles, style) in enumerate(lines):
+    for label, quantiles, style, color in lines:
         probabilities = np.linspace(0.0, 1.0, len(quantiles))
         for axis in (near, full):
-            axis.step(quantiles, probabilities, where="post", linestyle=style, linewidth=1.8, color=f"C{i}",
-                      label=label)
+            axis.step(quantiles, probabilities, where="post", linestyle=style, linewidth=1.8, color=color, label=label)
     near.set_xlim(1.0, 1.5)
     near.set_xlabel("t_pick / t_best (1 = the fastest kernel was picked)")
     near.set_title("near the fastest kernel")
@@ -359,9 +358,10 @@ def _setup_section(outcome: Any, results: pl.DataFrame) -> list[str]:
     lines += [f"**Seeds**: {', '.join(str(s) for s in outcome.seeds)} (metrics: mean ± sample std over seeds).", ""]
     base = options.get("base", {})
     if base:
-        keys = ("labels", "ratio_power", "dim", "blocks", "block", "paths", "activation", "epochs", "batch_size", "lr",
-                "weight_decay", "schedule", "patience")
-        lines += ["**Reformer defaults** (every variant changes only its study's field): "
+        keys = ("labels", "ratio_power", "dim", "blocks", "block", "paths", "activation", "exact_values", "epochs",
+                "min_steps", "batch_size", "lr", "weight_decay", "schedule", "patience")
+        lines += ["**Reformer base configuration** (`reformer fit` defaults, with `--quick`'s epochs in a quick run; "
+                  "every variant changes only its study's field): "
                   + ", ".join(f"{k}={base[k]}" for k in keys if k in base)
                   + f", derived tokens {', '.join(base.get('derived', [])) or 'none'}.", ""]
     lines += [(f"**Hardware**: {env.get('cpu', '?')}, {env.get('cores', '?')} cores, {env.get('memory_gb', '?')} GB; "
@@ -375,11 +375,14 @@ def _setup_section(outcome: Any, results: pl.DataFrame) -> list[str]:
     cell_seconds = sum(r.get("cell_seconds", 0.0) for r in outcome.records.values())
     cpu_seconds = sum(r.get("cell_cpu_seconds", 0.0) for r in outcome.records.values())
     jobs = max(1, int(options.get("jobs", 1)))
-    loads = [i[k] for i in invocations for k in ("load_average_start", "load_average_end") if k in i]
+    # Only invocations that computed cells say anything about the conditions the times were taken in.
+    loads = [i["load_average"] for i in invocations if i.get("load_average") and i.get("computed")]
     if loads:
-        lines += [(f"**Machine load**: 1-minute load average {min(loads):.1f}–{max(loads):.1f} at the start and end "
-                   f"of the invocations on {env.get('cores', '?')} cores (above the core count, the cells shared the "
-                   "CPU with other work and their times are upper bounds)."), ""]
+        low, high = min(x["min"] for x in loads), max(x["max"] for x in loads)
+        median = float(np.median([x["median"] for x in loads]))
+        lines += [(f"**Machine load**: 1-minute load average {low:.1f}–{high:.1f} (median {median:.1f}), sampled "
+                   f"after every cell, on {env.get('cores', '?')} cores; above the core count the cells shared the "
+                   "CPU with other work and their wall times are upper bounds (CPU times are not affected)."), ""]
     lines += [(f"**Wall time**: {_fmt_seconds(total)} in {len(invocations)} invocation(s) "
               f"(cells computed by the last one: {outcome.computed}, read back: {outcome.reused}); "
               f"sum of per-cell compute time {_fmt_seconds(cell_seconds)} over {len(outcome.records)} distinct cells "
