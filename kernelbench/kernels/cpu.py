@@ -100,7 +100,8 @@ def numpy_kernel(algorithm: arraylevel.ArrayAlgorithm, *, default: bool = False,
     options = dict(options or {})
 
     def applies(problem: ConvProblem) -> str | None:
-        return _scope_reason(problem) or algorithm.applies(problem) or _numpy_limit_reason(problem, algorithm)
+        # algorithm.applies already restricts to 2D forward NCHW (arraylevel's common scope check).
+        return algorithm.applies(problem) or _numpy_limit_reason(problem, algorithm)
 
     def prepare(problem: ConvProblem, inputs: ProblemInputs) -> Prepared:
         call = algorithm.prepare(np, problem, inputs.x, inputs.w, **options)
