@@ -76,8 +76,8 @@ def _counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
 def format_summary(summary: dict[str, Any], metadata: dict[str, Any]) -> str:
     """A terminal table of :func:`summarize`'s result."""
     lines = [
-        f"rows {summary['rows']:,} ({summary['ok_rows']:,} ok)   problems {summary['problems']:,}   "
-        f"kernels {summary['kernels']}",
+        (f"rows {summary['rows']:,} ({summary['ok_rows']:,} ok)   problems {summary['problems']:,}   "
+         f"kernels {summary['kernels']}"),
         f"devices: {', '.join(summary['devices'])}",
         "directions: " + ", ".join(f"{k} {v:,}" for k, v in summary["directions"].items()),
         "dtypes: " + ", ".join(f"{k} {v:,}" for k, v in summary["dtypes"].items()),

@@ -61,8 +61,8 @@ class Shard:
 class SweepOptions:
     """How to measure.  ``quiet_wait`` waits for the machine to be quiet and re-times loaded samples."""
 
-    rule: StoppingRule = StoppingRule()
-    shard: Shard = Shard()
+    rule: StoppingRule = dataclasses.field(default_factory=StoppingRule)
+    shard: Shard = dataclasses.field(default_factory=Shard)
     seed: int = 0
     threads: int = 1
     quiet_wait: bool = False
@@ -151,7 +151,11 @@ def measure_kernel(
     from kernelbench.reference import max_rel_error, tolerance
 
     problem = entry.problem
-    common = dict(entry=entry, backend=backend, store=store, threads=options.threads)
+    common = {"entry": entry, "backend": backend, "store": store, "threads": options.threads}
+
+    def failed(exc: Exception) -> tuple[dict[str, Any], float]:
+        text = f"out of memory: {exc}" if isinstance(exc, MemoryError) else _error_text(exc)
+        return _row_untimed(problem, kernel, Status.ERROR, error=text, **common)
     reason = kernel.unavailable()
     if reason is not None:
         return _row_untimed(problem, kernel, Status.UNAVAILABLE, error=reason, **common)
@@ -163,17 +167,15 @@ def measure_kernel(
             prepared.sync()
         first_s = time.perf_counter() - started
         err = max_rel_error(prepared.result(out), reference)
-    except MemoryError as exc:
-        return _row_untimed(problem, kernel, Status.ERROR, error=f"out of memory: {exc}", **common)
     except Exception as exc:  # noqa: BLE001 - any kernel failure is recorded, the sweep goes on
-        return _row_untimed(problem, kernel, Status.ERROR, error=_error_text(exc), **common)
+        return failed(exc)
     if first_s > options.rule.timeout_s:
         return _row_untimed(problem, kernel, Status.TIMEOUT, max_rel_error=err,
-                    error=f"one run took {first_s:.1f} s > timeout {options.rule.timeout_s:g} s", **common)
+                            error=f"one run took {first_s:.1f} s > timeout {options.rule.timeout_s:g} s", **common)
     tol = tolerance(problem)
     if not (err <= tol):  # also catches NaN
         return _row_untimed(problem, kernel, Status.WRONG_RESULT, max_rel_error=err,
-                    error=f"max relative error {err:.3g} > tolerance {tol:.1g}", **common)
+                            error=f"max relative error {err:.3g} > tolerance {tol:.1g}", **common)
     try:
         timer = backend.timer(prepared)
         attempts = 1 + (options.quiet_retries if options.quiet_wait else 0)
@@ -187,10 +189,8 @@ def measure_kernel(
             throttled = backend.throttled()
             if load is None or load < options.quiet_threshold_cores or attempt == attempts - 1:
                 break
-    except MemoryError as exc:
-        return _row_untimed(problem, kernel, Status.ERROR, error=f"out of memory: {exc}", **common)
     except Exception as exc:  # noqa: BLE001
-        return _row_untimed(problem, kernel, Status.ERROR, error=_error_text(exc), **common)
+        return failed(exc)
     status = Status.TIMEOUT if result.timed_out else Status.OK
     error = f"a run exceeded the timeout of {options.rule.timeout_s:g} s" if result.timed_out else None
     row = _row(problem, kernel, status, result=result, max_rel_error=err, error=error,
