@@ -147,14 +147,33 @@ def host_timer(
     *,
     clock: Callable[[], float] = time.perf_counter,
     sync: Callable[[], None] | None = None,
+    min_sample_ms: float = 1.0,
+    max_inner: int = 1000,
 ) -> Callable[[], float]:
-    """``time_one`` for a synchronous backend: ``clock`` (seconds) around ``run()`` (+ ``sync()``), in ms."""
+    """``time_one`` for a synchronous backend: ``clock`` (seconds) around ``run()`` (+ ``sync()``), in ms per run.
 
-    def time_one() -> float:
+    The first call times a single run and fixes how many runs later samples average
+    (``inner``, at most ``max_inner``) so that one sample lasts at least ``min_sample_ms``:
+    a kernel of a few microseconds timed one call at a time is dominated by clock and
+    interpreter jitter.  Every sample is still reported per run.  The first call falls in
+    the stopping rule's warm-up unless ``warmup`` is 0.
+    """
+    inner = 0
+
+    def once(n: int) -> float:
         start = clock()
-        run()
+        for _ in range(n):
+            run()
         if sync is not None:
             sync()
         return (clock() - start) * 1e3
+
+    def time_one() -> float:
+        nonlocal inner
+        if not inner:
+            first_ms = once(1)
+            inner = max_inner if first_ms <= 0 else max(1, min(max_inner, math.ceil(min_sample_ms / first_ms)))
+            return first_ms
+        return once(inner) / inner
 
     return time_one

@@ -94,3 +94,22 @@ def test_invalid_rules_are_rejected():
         StoppingRule(min_samples=0)
     with pytest.raises(ValueError):
         StoppingRule(rse_target=0)
+
+
+def test_host_timer_averages_short_runs_into_samples_of_at_least_min_sample_ms():
+    clock = FakeClock()
+    runs = []
+
+    def run():
+        clock.now += 20e-6  # 20 µs per call
+        runs.append(1)
+
+    time_one = host_timer(run, clock=clock, min_sample_ms=1.0)
+    assert time_one() == pytest.approx(0.02)  # the calibration run
+    assert len(runs) == 1
+    assert time_one() == pytest.approx(0.02)  # reported per run ...
+    assert len(runs) == 1 + 50  # ... from 50 runs of 20 µs = 1 ms
+    slow = host_timer(lambda: setattr(clock, "now", clock.now + 0.004), clock=clock, min_sample_ms=1.0)
+    slow()
+    start = clock.now
+    assert slow() == pytest.approx(4.0) and clock.now - start == pytest.approx(0.004)  # one run per sample
