@@ -42,21 +42,21 @@ def test_loss_is_finite_with_masks_and_only_sees_applicable_logits():
 def test_gamma_block_equation():
     torch.manual_seed(0)
     block = GammaBlock(CONFIG)
-    x = torch.randn(3, CONFIG.n_tokens, CONFIG.dim)
+    x = torch.randn(3, CONFIG.n_tokens, CONFIG.dim)  # batch-first here; the block takes [L, B, d]
     f = block.fc
     expected = torch.nn.functional.layer_norm(
         block.mix.weight @ torch.nn.functional.gelu(x @ f.weight.T + f.bias) + block.mix.bias[:, None]
         + x @ block.affine.weight.T + block.affine.bias,
         (CONFIG.dim,), block.norm.weight, block.norm.bias,
     )
-    torch.testing.assert_close(block(x), expected)
+    torch.testing.assert_close(block(x.transpose(0, 1).contiguous()).transpose(0, 1), expected)
 
 
 @pytest.mark.parametrize(("paths", "has_fc", "has_affine"), [("both", True, True), ("affine", False, True), ("nonlinear", True, False)])
 def test_paths_remove_the_right_layers(paths, has_fc, has_affine):
     block = GammaBlock(ModelConfig(n_categories=(), n_numeric=3, n_kernels=2, dim=4, paths=paths))
     assert hasattr(block, "fc") == has_fc and hasattr(block, "affine") == has_affine
-    assert block(torch.randn(2, 3, 4)).shape == (2, 3, 4)
+    assert block(torch.randn(3, 2, 4)).shape == (3, 2, 4)
 
 
 def test_transformer_variant_and_config_round_trip():
