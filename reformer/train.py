@@ -91,8 +91,11 @@ def _tensors(encoded: EncodedProblems, applicable: np.ndarray) -> tuple[torch.Te
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, config: FitConfig, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    if config.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.25)
+    if config.schedule == "onecycle" and steps >= 3:
+        # OneCycleLR divides by the length of each phase in steps (pct_start · steps - 1, then the rest):
+        # very short runs (a tiny sweep) need a longer warm-up share, and fewer than 3 steps cannot have both.
+        pct_start = max(0.25, 2.0 / steps)
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps, pct_start=pct_start)
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)

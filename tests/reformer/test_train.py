@@ -60,6 +60,14 @@ def test_small_datasets_get_enough_steps(matrix):
     assert len(result.curve) == 3
 
 
+@pytest.mark.parametrize("epochs", [1, 2, 3])  # 2, 4 and 6 optimiser steps: OneCycleLR once divided by zero at 4
+def test_very_short_runs_train_under_the_default_schedule(matrix, epochs):
+    small = matrix.subset(np.arange(100))  # 80 train problems, 2 batches of 64 per epoch
+    result = fit(small, dataclasses.replace(QUICK, epochs=epochs, schedule="onecycle"))
+    assert len(result.curve) == epochs
+    assert all(np.isfinite(r.train_loss) and r.lr >= 0 for r in result.curve)
+
+
 def test_bad_options_are_input_errors():
     for bad in ({"ratio_power": 0}, {"labels": "rank"}, {"paths": "none"}, {"derived": ("magic",)}, {"epochs": 0}):
         with pytest.raises(InputError):
