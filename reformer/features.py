@@ -5,7 +5,7 @@ Every problem becomes the same sequence of tokens, one per field:
 * categorical tokens (``direction``, ``dtype``, ``layout``) carry an integer id
   into the field's vocabulary; id 0 means "a value not seen in training";
 * numeric tokens carry ``(log2(1 + x) - mean) / std`` with ``mean``/``std``
-  from the training split only (``std`` of a constant field is taken as 1).
+  from the training split only (``std`` of a constant field, up to round-off, is taken as 1).
 
 Derived tokens (see :data:`DERIVED_TOKENS`) are computed from the fields with
 plain arithmetic so the same code serves whole columns (numpy arrays) and a
@@ -40,6 +40,8 @@ DERIVED_TOKENS = (
     "pow2_gemm_n",
     "pow2_gemm_k",
 )
+#: Relative spread of log2(1 + x) below which a numeric token counts as constant.
+CONSTANT_TOLERANCE = 1e-9
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 
 
@@ -187,12 +189,14 @@ class FeatureEncoder:
         numeric, mean, std, value_vocabularies = [], [], [], []
         for name in FIELD_TOKENS + tuple(derived):
             logged = np.log2(1.0 + raw[name].astype(np.float64))
-            spread = float(logged.std())
-            if drop_constant and spread == 0.0:
+            # Constant up to round-off (a derived ratio computed along different paths differs in the last
+            # bits): its std would be ~1e-16 and standardising by it would blow the round-off up to O(1).
+            constant = np.ptp(logged) <= CONSTANT_TOLERANCE * max(1.0, float(np.abs(logged).max()))
+            if drop_constant and constant:
                 continue
             numeric.append(name)
             mean.append(float(logged.mean()))
-            std.append(spread if spread > 0 else 1.0)
+            std.append(1.0 if constant else float(logged.std()))
             vocabulary: tuple[float, ...] = ()
             if exact_values > 0 and name in EXACT_VALUE_TOKENS:
                 values, counts = np.unique(raw[name].astype(np.float64), return_counts=True)

@@ -52,6 +52,15 @@ def test_constant_tokens_are_dropped_by_default():
     assert not {"gemm_n", "gemm_k"} & set(enc.numeric)
 
 
+def test_a_token_constant_up_to_round_off_counts_as_constant():
+    train = columns([problem_2d(batch=b, in_channels=8, out_channels=8, in_h=8, in_w=8, filter_h=3, filter_w=3) for b in (1, 3, 5)])
+    train["in_h"] = np.array([8.0, np.nextafter(8.0, 9.0), 8.0])  # one ulp apart, as a recomputed ratio can be
+    assert "in_h" not in FeatureEncoder.fit(train, derived=()).numeric
+    kept = FeatureEncoder.fit(train, derived=(), drop_constant=False)
+    assert kept.std[kept.numeric.index("in_h")] == 1.0
+    assert np.abs(kept.encode(train).numeric[:, kept.numeric.index("in_h")]).max() < 1e-9
+
+
 def test_unknown_category_maps_to_zero_and_json_round_trip():
     train = [problem_2d(batch=1, in_channels=8, out_channels=8, in_h=8, in_w=8, filter_h=1, filter_w=1, dtype=d) for d in ("fp32", "fp16")]
     enc = FeatureEncoder.fit(columns(train))
