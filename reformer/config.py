@@ -44,11 +44,11 @@ class FitConfig:
     paths: str = "both"
     activation: str = "gelu"
     derived: tuple[str, ...] = DERIVED_TOKENS
-    exact_values: int = 32
+    exact_values: int = 128
     epochs: int = 15
     min_steps: int = 500
     batch_size: int = 512
-    lr: float = 3e-3
+    lr: float = 5e-3
     weight_decay: float = 0.01
     schedule: str = "onecycle"
     patience: int = 0
