@@ -9,6 +9,13 @@ backward passes (MIOpen does) convert to this convention.
 
 2D problems carry ``spatial_dims == 2`` and the depth fields at their neutral
 values (``in_d = filter_d = stride_d = dilation_d = 1``, ``pad_d = 0``).
+
+Output sizes follow MIOpen's default convolution mode: the floor formula of
+:func:`output_size`, clamped to at least 1.  The clamp only matters where the
+dilated filter is larger than the padded input (the formula gives <= 0); MIOpen
+records such problems in its find-db, so the model can hold them, but no
+kernel of this project computes them (:attr:`ConvProblem.clamped_axes` tells
+them apart, and problem spaces never generate them).
 """
 
 from __future__ import annotations
@@ -78,7 +85,12 @@ REQUIRED_FIELDS = tuple(f for f in FIELDS if f not in DEFAULTS)
 
 
 def output_size(size: int, filter_size: int, pad: int, stride: int, dilation: int) -> int:
-    """Output length of one spatial axis (floor mode, symmetric padding)."""
+    """Output length of one spatial axis by the floor formula (symmetric padding), before any clamp.
+
+    It is <= 0 when the dilated filter is larger than the padded input; a
+    :class:`ConvProblem` clamps it to 1 (see the module docstring).  Works on
+    ints and on column expressions that support ``+ - * //`` (numpy, polars).
+    """
     return (size + 2 * pad - dilation * (filter_size - 1) - 1) // stride + 1
 
 
@@ -148,17 +160,9 @@ class ConvProblem:
             raise bad("in_channels", f"is not divisible by groups={self.groups}")
         if self.out_channels % self.groups:
             raise bad("out_channels", f"is not divisible by groups={self.groups}")
-        for axis in "dhw":
-            if getattr(self, f"out_{axis}") <= 0:
-                raise bad(
-                    f"in_{axis}",
-                    f"gives output size {getattr(self, f'out_{axis}')} <= 0 with "
-                    f"filter_{axis}={getattr(self, f'filter_{axis}')}, pad_{axis}={getattr(self, f'pad_{axis}')}, "
-                    f"dilation_{axis}={getattr(self, f'dilation_{axis}')}",
-                )
 
     # -- derived sizes -------------------------------------------------
-    def _out(self, axis: str) -> int:
+    def _floor_out(self, axis: str) -> int:
         return output_size(
             getattr(self, f"in_{axis}"),
             getattr(self, f"filter_{axis}"),
@@ -166,6 +170,18 @@ class ConvProblem:
             getattr(self, f"stride_{axis}"),
             getattr(self, f"dilation_{axis}"),
         )
+
+    def _out(self, axis: str) -> int:
+        return max(1, self._floor_out(axis))
+
+    @property
+    def clamped_axes(self) -> str:
+        """The axes (of ``"dhw"``) whose output size is clamped to 1: the filter is larger than the padded input.
+
+        Empty for every ordinary convolution; non-empty only for problems imported
+        from MIOpen, whose default mode clamps.  No kernel here computes those.
+        """
+        return "".join(axis for axis in "dhw" if self._floor_out(axis) <= 0)
 
     @property
     def out_d(self) -> int:

@@ -227,7 +227,7 @@ def run_sweep(
     todo: list[tuple[SpaceEntry, list[Kernel]]] = []
     for entry in shard_entries:
         pid = entry.problem.problem_id
-        pending = [k for k in kernels if (pid, k.name) not in done and k.applies(entry.problem) is None]
+        pending = [k for k in kernels if (pid, k.name) not in done and k.reason_not_applicable(entry.problem) is None]
         todo.append((entry, pending))
     skipped = sum(1 for _, pending in todo if not pending)
 

@@ -44,7 +44,6 @@ UNSUPPORTED_PRECISION = "unsupported_precision"
 UNSUPPORTED_LAYOUT = "unsupported_layout"
 UNSUPPORTED_FEATURE = "unsupported_key_feature"
 INVALID_PROBLEM = "invalid_problem"
-CLAMPED_OUTPUT = "clamped_output_size"
 SAME_PADDING = "same_padding_mode"
 
 DIRECTIONS = {"F": "fwd", "B": "bwd_data", "W": "bwd_weights"}
@@ -105,9 +104,9 @@ def parse_key(key: str) -> ConvProblem:
     Raises:
         MiopenKeyError: the key is malformed, uses a precision, layout, bias or
             cast type the problem model cannot hold, or its sizes are not those
-            of a valid convolution.  MIOpen clamps an output size to 1 where the
-            filter is larger than the padded input; such keys raise with reason
-            :data:`CLAMPED_OUTPUT` (the problem model has no such convolution).
+            of a valid convolution.  An output size of 1 where the filter is
+            larger than the padded input is valid: MIOpen's default mode clamps
+            it, and so does :class:`ConvProblem` (see ``clamped_axes``).
     """
     row = parse_keys([key]).row(0, named=True)
     if row["reason"] is not None:
@@ -162,7 +161,8 @@ def parse_keys(keys: Iterable[str] | pl.Series, *, valid_shapes: set[tuple[Any, 
         *(swap(f"kin_{a}", f"kout_{a}").alias(f"in_{a}") for a in "dhw"),
         *(swap(f"kout_{a}", f"kin_{a}").alias(f"_y_{a}") for a in "dhw"),
     ).with_columns(
-        output_size(*(pl.col(f"{kind}_{a}") for kind in ("in", "filter", "pad", "stride", "dilation")))
+        # MIOpen's default mode clamps the output size to >= 1, as ConvProblem does.
+        pl.max_horizontal(pl.lit(1), output_size(*(pl.col(f"{kind}_{a}") for kind in ("in", "filter", "pad", "stride", "dilation"))))
         .alias(f"_derived_{a}")
         for a in "dhw"
     )
@@ -255,14 +255,9 @@ def format_key(problem: ConvProblem) -> str:
 
 
 def _size_error(key_sizes: list[int], derived: list[int], inputs: list[int], strides: list[int]) -> MiopenKeyError:
-    """Why the key's output sizes are not the floor-mode ones (see ``GetForwardOutputTensor``, src/convolution.cpp)."""
+    """Why the key's output sizes are not the default-mode ones, max(1, floor formula) (``GetForwardOutputTensor``, src/convolution.cpp)."""
     shown = (f"output size {'x'.join(map(str, key_sizes))} in the key, {'x'.join(map(str, derived))} from input, "
              "filter, pad, stride and dilation")
-    differing = [(k, d) for k, d in zip(key_sizes, derived, strict=True) if k != d]
-    if all(k == 1 and d <= 0 for k, d in differing):
-        # MIOpen's default padding mode returns max(1, floor formula).
-        return MiopenKeyError(CLAMPED_OUTPUT, f"{shown}: MIOpen clamps an output size to 1 when the filter is "
-                                              "larger than the padded input; the problem model has no such convolution")
     if key_sizes == [-(-x // s) for x, s in zip(inputs, strides, strict=True)]:
         return MiopenKeyError(SAME_PADDING, f"{shown}: output = ceil(input / stride) is MIOpen's 'same' padding mode, "
                                             "whose (possibly asymmetric) padding the key does not record")

@@ -4,8 +4,9 @@ The measurement harness (``kernelbench.sweep``) only talks to this interface:
 
 1. ``kernel.unavailable()``: ``None`` or why the kernel cannot run in this
    build at all (e.g. a torch without NNPACK) -> status ``unavailable``.
-2. ``kernel.applies(problem)``: ``None`` or why it does not apply to this
-   problem -> no row is written (the kernel is simply not a candidate).
+2. ``kernel.reason_not_applicable(problem)`` (the kernel's own ``applies``
+   after the checks every kernel shares): ``None`` or why it does not apply to
+   this problem -> no row is written (the kernel is simply not a candidate).
 3. ``kernel.prepare(problem, inputs)``: everything that is *not* timed: weight
    transforms, layout conversion of the inputs into the kernel's native layout,
    planning, compilation, output and workspace allocation.  Returns a
@@ -60,6 +61,9 @@ class Prepared:
     sync: Callable[[], None] | None = None
 
 
+CLAMPED_OUTPUT_REASON = "output size clamped to 1 (MIOpen's default mode): the filter is larger than the padded input"
+
+
 def _always_available() -> str | None:
     return None
 
@@ -88,3 +92,13 @@ class Kernel:
     unavailable: Callable[[], str | None] = _always_available
     default: bool = False
     description: str = ""
+
+    def reason_not_applicable(self, problem: ConvProblem) -> str | None:
+        """``None`` when this kernel can compute ``problem``, else why not (what the harness asks).
+
+        Checks shared by every kernel come first: no kernel here computes a
+        problem whose output size MIOpen clamps to 1 (see :attr:`ConvProblem.clamped_axes`).
+        """
+        if problem.clamped_axes:
+            return CLAMPED_OUTPUT_REASON
+        return self.applies(problem)

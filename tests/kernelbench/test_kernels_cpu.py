@@ -186,3 +186,14 @@ def test_cuda_kernels_come_from_the_cuda_module(monkeypatch):
     monkeypatch.setitem(sys.modules, "kernelbench.kernels.cuda", fake)
     assert all_kernels("cuda") == (KERNELS[0],)
 
+
+
+@pytest.mark.parametrize("backend", ["cpu", "cuda"])  # the CUDA kernel objects build without a GPU
+def test_no_kernel_takes_a_problem_whose_output_miopen_clamps(backend):
+    clamped = problem_2d(batch=2, in_channels=4, out_channels=4, in_h=2, in_w=8, filter_h=3, filter_w=3)
+    ordinary = dataclasses.replace(clamped, in_h=8)
+    kernels = all_kernels(backend)
+    assert kernels and clamped.clamped_axes == "h"
+    assert {k.reason_not_applicable(clamped) for k in kernels} == {
+        "output size clamped to 1 (MIOpen's default mode): the filter is larger than the padded input"}
+    assert any(k.reason_not_applicable(ordinary) is None for k in kernels)

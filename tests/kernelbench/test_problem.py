@@ -11,6 +11,15 @@ def test_output_size_matches_the_convolution_formula():
     assert output_size(8, 3, 0, 2, 1) == 3
 
 
+def test_output_is_clamped_to_one_where_the_filter_exceeds_the_padded_input():
+    # MIOpen's default mode: max(1, floor formula).  A 3x3 filter on a 1x1 unpadded input gives -1 -> 1.
+    p = problem_2d(batch=4, in_channels=8, out_channels=16, in_h=1, in_w=5, filter_h=3, filter_w=3)
+    assert output_size(1, 3, 0, 1, 1) == -1
+    assert (p.out_h, p.out_w) == (1, 3) and p.clamped_axes == "h"
+    assert p.flops == 2 * 4 * 16 * 1 * 3 * 8 * 9
+    assert problem_2d(batch=1, in_channels=1, out_channels=1, in_h=3, in_w=3, filter_h=3, filter_w=3).clamped_axes == ""
+
+
 def test_derived_sizes_and_flops(small_problem):
     assert (small_problem.out_d, small_problem.out_h, small_problem.out_w) == (1, 9, 7)
     assert small_problem.flops == 2 * 2 * 4 * 9 * 7 * 3 * 9
@@ -34,7 +43,6 @@ def test_problem_id_is_stable_and_depends_on_every_field(small_problem):
     [
         ({"in_channels": 6, "groups": 4}, "in_channels"),
         ({"out_channels": 6, "in_channels": 4, "groups": 4}, "out_channels"),
-        ({"in_h": 2, "filter_h": 5}, "in_h"),
         ({"direction": "sideways"}, "direction"),
         ({"dtype": "fp64"}, "dtype"),
         ({"layout": "NCDHW"}, "layout"),
