@@ -94,6 +94,16 @@ def output_size(size: int, filter_size: int, pad: int, stride: int, dilation: in
     return (size + 2 * pad - dilation * (filter_size - 1) - 1) // stride + 1
 
 
+def clamped_output_size(size: Any, filter_size: Any, pad: Any, stride: Any, dilation: Any) -> Any:
+    """Output length of one spatial axis in MIOpen's default mode: ``max(1, output_size(...))``.
+
+    What :class:`ConvProblem` and the dataset's ``out_*`` columns hold.  Works on
+    ints, numpy arrays and polars expressions.
+    """
+    floor = output_size(size, filter_size, pad, stride, dilation)
+    return max(1, floor) if isinstance(floor, int) else floor.clip(1)  # ndarray.clip(min), Expr.clip(lower_bound)
+
+
 @dataclasses.dataclass(frozen=True)
 class ConvProblem:
     """One convolution problem.  Construction validates every field.
@@ -172,7 +182,7 @@ class ConvProblem:
         )
 
     def _out(self, axis: str) -> int:
-        return max(1, self._floor_out(axis))
+        return max(1, self._floor_out(axis))  # clamped_output_size, without recomputing the formula
 
     @property
     def clamped_axes(self) -> str:

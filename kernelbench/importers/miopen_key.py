@@ -36,7 +36,7 @@ from typing import Any
 import polars as pl
 
 from kernelbench.errors import InputError
-from kernelbench.problem import FIELDS, ConvProblem, output_size
+from kernelbench.problem import FIELDS, ConvProblem, clamped_output_size
 
 #: Rejection reasons.
 MALFORMED_KEY = "malformed_key"
@@ -161,8 +161,7 @@ def parse_keys(keys: Iterable[str] | pl.Series, *, valid_shapes: set[tuple[Any, 
         *(swap(f"kin_{a}", f"kout_{a}").alias(f"in_{a}") for a in "dhw"),
         *(swap(f"kout_{a}", f"kin_{a}").alias(f"_y_{a}") for a in "dhw"),
     ).with_columns(
-        # MIOpen's default mode clamps the output size to >= 1, as ConvProblem does.
-        pl.max_horizontal(pl.lit(1), output_size(*(pl.col(f"{kind}_{a}") for kind in ("in", "filter", "pad", "stride", "dilation"))))
+        clamped_output_size(*(pl.col(f"{kind}_{a}") for kind in ("in", "filter", "pad", "stride", "dilation")))
         .alias(f"_derived_{a}")
         for a in "dhw"
     )

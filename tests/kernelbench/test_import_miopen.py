@@ -333,6 +333,13 @@ def test_import_builds_the_dataset_rows_and_metadata(tmp_path, compress):
     assert {"created", "kernelbench_version", "coverage_note"} <= set(meta)
 
 
+def test_imported_rows_hold_the_clamped_output_size(tmp_path):
+    key = "8-1-1-3x3-16-1-1-4-0x0-1x1-1x1-0-NCHW-FP32-F"  # 3x3 on 1x1: the floor formula gives -1, MIOpen 1
+    result = import_miopen_fdb(write(tmp_path / "gfx90878.HIP.fdb.txt", [f"{key}={v2('ConvA', 0.5, 0, FWD_DIRECT)}"]))
+    assert result.frame.select("out_d", "out_h", "out_w").rows() == [(1, 1, 1)]
+    assert result.frame["problem_id"].to_list() == [parse_key(key).problem_id]
+
+
 def test_import_of_a_find_db_1_0_file(tmp_path):
     lines = [(f"{KEY_FWD}={FWD_DIRECT}:ConvOclDirectFwd,0.5,0,{FWD_DIRECT},<unused>;"
              f"miopenConvolutionFwdAlgoGEMM:GemmFwdRest,1.5,99,rocBlas,<unused>"),
@@ -546,6 +553,7 @@ def test_mi100_counts_match_an_independent_count(mi100, mi100_lines):
     assert expected["clamped"] == 364  # keys with an output MIOpen clamps to 1: imported like any other
     assert mi100.frame["problem_id"].n_unique() == sum(expected["usable"].values())
     assert mi100.report.lines == 183_610
+    assert mi100.frame.select(pl.min_horizontal("out_d", "out_h", "out_w").min()).item() == 1
     assert mi100.frame["kernel"].n_unique() == 70
     assert mi100.frame["time_ms"].min() > 0 and not mi100.frame["time_ms"].is_nan().any()
     assert mi100.metadata["fdb_format"] == "find-db-2.0" and mi100.metadata["device"]["num_cu"] == 120
