@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kernelbench.errors import InputError
-from kernelbench.problem import CATEGORICAL_FIELDS, DERIVED_FIELDS, INT_FIELDS
+from kernelbench.problem import CATEGORICAL_FIELDS, DERIVED_FIELDS, INT_FIELDS, clamped_output_size
 
 SCHEMA_VERSION = 1
 METADATA_PREFIX = "kernelbench."
@@ -92,7 +92,8 @@ def validate_frame(frame: pl.DataFrame, *, where: str = "dataset") -> None:
     """Check a conformed frame's values.
 
     Raises:
-        InputError: nulls in required columns, unknown statuses, or ``ok`` rows without a positive time.
+        InputError: nulls in required columns, unknown statuses, ``ok`` rows without a positive
+            time, or ``out_*`` sizes that are not the ones the problem's fields give.
     """
     nulls = [c for c in NON_NULL if frame[c].null_count()]
     if nulls:
@@ -103,6 +104,14 @@ def validate_frame(frame: pl.DataFrame, *, where: str = "dataset") -> None:
     ok = frame.filter(pl.col("status") == "ok")
     if ok.height and ((ok["time_ms"].is_null()) | (ok["time_ms"] <= 0)).any():
         raise InputError(f"{where}: rows with status 'ok' must have time_ms > 0")
+    for name in DERIVED_FIELDS:  # out_d, out_h, out_w
+        axis = name[-1]
+        expected = clamped_output_size(*(pl.col(f"{kind}_{axis}") for kind in ("in", "filter", "pad", "stride", "dilation")))
+        wrong = frame.filter(pl.col(name) != expected)
+        if wrong.height:
+            raise InputError(f"{where}: {name} differs from max(1, floor formula) of the problem's sizes in "
+                             f"{wrong.height} row(s) (e.g. problem {wrong['problem_id'][0]}); re-create the dataset "
+                             "with this version of kernelbench")
 
 
 def encode_metadata(metadata: Mapping[str, Any]) -> dict[bytes, bytes]:

@@ -39,6 +39,9 @@ def test_invalid_values_are_rejected(tmp_path, dataset):
     with pytest.raises(InputError, match="time_ms > 0"):
         schema.write_dataset(bad, tmp_path / "bad.parquet", {})
     assert not (tmp_path / "bad.parquet").exists()
+    # Output sizes are derived (MIOpen's default mode, clamped to 1); a stored one that disagrees is an error.
+    with pytest.raises(InputError, match="out_h differs from max"):
+        schema.validate_frame(dataset.with_columns(pl.lit(-1, dtype=pl.Int32).alias("out_h")))
 
 
 def test_other_version_corrupt_and_foreign_files_give_one_clear_error(tmp_path, dataset):
