@@ -84,6 +84,10 @@ DEFAULTS: dict[str, Any] = {
 REQUIRED_FIELDS = tuple(f for f in FIELDS if f not in DEFAULTS)
 
 
+#: Per axis, the field kinds ``output_size`` takes, in its argument order (``in_h``, ``filter_h``, ...).
+OUTPUT_SIZE_INPUTS = ("in", "filter", "pad", "stride", "dilation")
+
+
 def output_size(size: int, filter_size: int, pad: int, stride: int, dilation: int) -> int:
     """Output length of one spatial axis by the floor formula (symmetric padding), before any clamp.
 
@@ -172,17 +176,12 @@ class ConvProblem:
             raise bad("out_channels", f"is not divisible by groups={self.groups}")
 
     # -- derived sizes -------------------------------------------------
-    def _floor_out(self, axis: str) -> int:
-        return output_size(
-            getattr(self, f"in_{axis}"),
-            getattr(self, f"filter_{axis}"),
-            getattr(self, f"pad_{axis}"),
-            getattr(self, f"stride_{axis}"),
-            getattr(self, f"dilation_{axis}"),
-        )
+    def _axis_sizes(self, axis: str) -> tuple[int, int, int, int, int]:
+        """``(size, filter, pad, stride, dilation)`` of one axis, the arguments of :func:`output_size`."""
+        return tuple(getattr(self, f"{kind}_{axis}") for kind in OUTPUT_SIZE_INPUTS)  # type: ignore[return-value]
 
     def _out(self, axis: str) -> int:
-        return max(1, self._floor_out(axis))  # clamped_output_size, without recomputing the formula
+        return clamped_output_size(*self._axis_sizes(axis))
 
     @property
     def clamped_axes(self) -> str:
@@ -191,7 +190,7 @@ class ConvProblem:
         Empty for every ordinary convolution; non-empty only for problems imported
         from MIOpen, whose default mode clamps.  No kernel here computes those.
         """
-        return "".join(axis for axis in "dhw" if self._floor_out(axis) <= 0)
+        return "".join(axis for axis in "dhw" if output_size(*self._axis_sizes(axis)) <= 0)
 
     @property
     def out_d(self) -> int:

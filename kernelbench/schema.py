@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kernelbench.errors import InputError
-from kernelbench.problem import CATEGORICAL_FIELDS, DERIVED_FIELDS, INT_FIELDS, clamped_output_size
+from kernelbench.problem import CATEGORICAL_FIELDS, DERIVED_FIELDS, INT_FIELDS, OUTPUT_SIZE_INPUTS, clamped_output_size
 
 SCHEMA_VERSION = 1
 METADATA_PREFIX = "kernelbench."
@@ -88,6 +88,18 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
         raise InputError(f"dataset column has the wrong type: {exc}") from None
 
 
+def output_size_columns() -> dict[str, pl.Expr]:
+    """``out_d``, ``out_h``, ``out_w`` as expressions of a frame's problem columns (``in_h``, ``filter_h``, ...).
+
+    The sizes a :class:`kernelbench.problem.ConvProblem` derives, clamped to 1 as in
+    MIOpen's default mode; each expression is aliased to its column name.
+    """
+    return {
+        name: clamped_output_size(*(pl.col(f"{kind}_{name[-1]}") for kind in OUTPUT_SIZE_INPUTS)).alias(name)
+        for name in DERIVED_FIELDS
+    }
+
+
 def validate_frame(frame: pl.DataFrame, *, where: str = "dataset") -> None:
     """Check a conformed frame's values.
 
@@ -104,9 +116,7 @@ def validate_frame(frame: pl.DataFrame, *, where: str = "dataset") -> None:
     ok = frame.filter(pl.col("status") == "ok")
     if ok.height and ((ok["time_ms"].is_null()) | (ok["time_ms"] <= 0)).any():
         raise InputError(f"{where}: rows with status 'ok' must have time_ms > 0")
-    for name in DERIVED_FIELDS:  # out_d, out_h, out_w
-        axis = name[-1]
-        expected = clamped_output_size(*(pl.col(f"{kind}_{axis}") for kind in ("in", "filter", "pad", "stride", "dilation")))
+    for name, expected in output_size_columns().items():
         wrong = frame.filter(pl.col(name) != expected)
         if wrong.height:
             raise InputError(f"{where}: {name} differs from max(1, floor formula) of the problem's sizes in "

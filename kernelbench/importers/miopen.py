@@ -43,8 +43,8 @@ from kernelbench.importers.miopen_fdb import (
 from kernelbench.importers.miopen_key import parse_keys
 from kernelbench.importers.report import ImportReport, raise_first, skip_frame, summarize_skips
 from kernelbench.importers.textfile import iter_lines
-from kernelbench.problem import DERIVED_FIELDS, FIELDS, clamped_output_size, problem_id_of
-from kernelbench.schema import POLARS_SCHEMA, conform
+from kernelbench.problem import FIELDS, problem_id_of
+from kernelbench.schema import POLARS_SCHEMA, conform, output_size_columns
 
 SOURCE = "miopen-fdb"
 COVERAGE = "top-k recorded"
@@ -242,14 +242,9 @@ def _import_id(path: Path) -> str:
 
 def _rows(keys: pl.DataFrame, kept: pl.DataFrame, *, device_label: str, run_id: str) -> pl.DataFrame:
     """One dataset row per kept entry, with its key's problem columns; conformed to the schema."""
-    derived = [
-        clamped_output_size(*(pl.col(f"{kind}_{name[-1]}") for kind in ("in", "filter", "pad", "stride", "dilation")))
-        .alias(name)
-        for name in DERIVED_FIELDS  # out_d, out_h, out_w
-    ]
     keys = keys.with_columns(problem_ids(keys))
     frame = kept.join(keys, on="line", how="inner", maintain_order="left").with_columns(
-        *derived,
+        *output_size_columns().values(),
         pl.lit("ok").alias("status"),
         pl.lit(device_label).alias("device"),
         pl.lit(SOURCE).alias("source"),

@@ -36,7 +36,8 @@ from typing import Any
 import polars as pl
 
 from kernelbench.errors import InputError
-from kernelbench.problem import FIELDS, ConvProblem, clamped_output_size
+from kernelbench.problem import FIELDS, ConvProblem
+from kernelbench.schema import output_size_columns
 
 #: Rejection reasons.
 MALFORMED_KEY = "malformed_key"
@@ -160,11 +161,7 @@ def parse_keys(keys: Iterable[str] | pl.Series, *, valid_shapes: set[tuple[Any, 
         swap("kout_c", "kin_c").alias("out_channels"),
         *(swap(f"kin_{a}", f"kout_{a}").alias(f"in_{a}") for a in "dhw"),
         *(swap(f"kout_{a}", f"kin_{a}").alias(f"_y_{a}") for a in "dhw"),
-    ).with_columns(
-        clamped_output_size(*(pl.col(f"{kind}_{a}") for kind in ("in", "filter", "pad", "stride", "dilation")))
-        .alias(f"_derived_{a}")
-        for a in "dhw"
-    )
+    ).with_columns(expr.alias(f"_derived_{name[-1]}") for name, expr in output_size_columns().items())
     numbers = [pl.col(name) for name in _NUMBERS]
     flag = (
         pl.when(~pl.col("_matched")).then(pl.lit("diagnose"))
