@@ -304,6 +304,8 @@ def _parse_problem(text: str) -> dict[str, str]:
               help="Keep problems of one geometry (or layer, batch ignored) on one side of the split.")
 @click.option("--train-noise", "train_noise_sigma", type=float, default=0.0, show_default=True,
               help="σ of log-normal noise multiplied into training runtimes (robustness studies).")
+@click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default=_FIT.precision, show_default=True,
+              help="Training arithmetic: bfloat16 autocasts the forward pass (weights and inference stay float32).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def reformer_fit(dataset: str, model_dir: str, derived: str, fractions: str, split_by: str | None, group_by: str | None,
                  quiet: bool, **options) -> None:

@@ -18,6 +18,7 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 BLOCKS = ("gamma", "transformer")
 PATHS = ("both", "affine", "nonlinear")
 ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
+PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -56,6 +57,7 @@ class FitConfig:
     threads: int = 2
     split: SplitSpec = dataclasses.field(default_factory=SplitSpec)
     train_noise_sigma: float = 0.0
+    precision: str = "float32"
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -66,7 +68,7 @@ class FitConfig:
         for name in ("epochs", "batch_size", "threads"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        for name, allowed in (("block", BLOCKS), ("paths", PATHS), ("activation", ACTIVATIONS)):
+        for name, allowed in (("block", BLOCKS), ("paths", PATHS), ("activation", ACTIVATIONS), ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise InputError(f"--{name} {getattr(self, name)!r} is unknown; use one of {', '.join(allowed)}")
         unknown = [d for d in self.derived if d not in DERIVED_TOKENS]

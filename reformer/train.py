@@ -172,6 +172,7 @@ def fit(matrix: RuntimeMatrix, config: FitConfig | None = None, *, split: Split 
     scheduler = _scheduler(optimizer, config, epochs * batches)
     generator = torch.Generator().manual_seed(config.seed)
 
+    bf16 = config.precision == "bfloat16"
     curve: list[EpochRecord] = []
     best = (-np.inf, 0, copy.deepcopy(model.state_dict()))
     model.train()
@@ -185,7 +186,9 @@ def fit(matrix: RuntimeMatrix, config: FitConfig | None = None, *, split: Split 
         for b in range(batches):
             rows = order[b * config.batch_size : (b + 1) * config.batch_size]
             categorical, numeric, value_ids, applicable = (t[rows] for t in train_inputs)
-            logits = model(categorical, numeric, value_ids)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model(categorical, numeric, value_ids)
+            logits = logits.float()
             loss = soft_cross_entropy(logits, target[rows], applicable, weight[rows] if config.time_weight else None)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

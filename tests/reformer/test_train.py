@@ -68,8 +68,22 @@ def test_very_short_runs_train_under_the_default_schedule(matrix, epochs):
     assert all(np.isfinite(r.train_loss) and r.lr >= 0 for r in result.curve)
 
 
+def test_bfloat16_training_learns_and_keeps_float32_weights(matrix):
+    config = dataclasses.replace(QUICK, precision="bfloat16")
+    result = fit(matrix, config)
+    test = result.evaluations["test"]
+    assert test.model.top1 > test.baselines["static"].top1 + 0.1
+    state = result.trained.model.state_dict()
+    assert all(t.dtype in (torch.float32, torch.int64) for t in state.values())
+    assert result.trained.info["fit"]["precision"] == "bfloat16"
+    small = matrix.subset(np.arange(200))
+    one_epoch = dataclasses.replace(config, epochs=1)
+    bf16, fp32 = fit(small, one_epoch), fit(small, dataclasses.replace(one_epoch, precision="float32"))
+    assert bf16.curve[0].train_loss != fp32.curve[0].train_loss  # the forward pass really ran in bfloat16
+
+
 def test_bad_options_are_input_errors():
-    for bad in ({"ratio_power": 0}, {"labels": "rank"}, {"paths": "none"}, {"derived": ("magic",)}, {"epochs": 0}):
+    for bad in ({"precision": "float16"}, {"ratio_power": 0}, {"labels": "rank"}, {"paths": "none"}, {"derived": ("magic",)}, {"epochs": 0}):
         with pytest.raises(InputError):
             FitConfig(**bad)
 
