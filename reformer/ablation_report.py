@@ -28,7 +28,7 @@ CURVES_PNG = "training_curves.png"
 #: Columns of ``results.parquet``, in order: the issue's names (metric keys as in ``reformer evaluate --json``).
 RESULT_COLUMNS = ("study", "variant", "seed", *METRIC_KEYS, "train_top1", "fit_seconds", "latency_us_p50",
                   "batched_per_s")
-PACKAGES = ("kernelbench-reformer", "torch", "numpy", "polars", "pyarrow", "lightgbm", "matplotlib")
+PACKAGES = ("kernelbench-reformer", "torch", "numpy", "numba", "polars", "pyarrow", "lightgbm", "matplotlib")
 
 
 @dataclasses.dataclass(frozen=True)

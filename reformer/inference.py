@@ -25,13 +25,15 @@ no autograd and no module dispatch:
 Folds are computed in float64 and stored as float32; results agree with the
 torch model up to float32 rounding (about 1e-6 on the logits).
 
-One problem runs in numpy, whose per-call overhead on these tiny matrices is
-below torch's, with torch only for the activation, softmax and LayerNorm
-(vectorised kernels numpy lacks; erf for GELU).  Batches run in torch, in
-chunks spread over worker threads, with the token axis first, so the token
-mixing ``P·H`` of a whole chunk of problems is one ``[L, L] x [L, B·d]`` matmul;
-transformer-block batches run the model's own torch blocks (PyTorch's fused
-encoder-layer kernel).
+Γ-block models run in :mod:`reformer.compiled`: one compiled call per problem
+(or per batch, problems spread over threads) from table lookup to logits, and
+one for the masked pick, because on matrices this small the per-call overhead
+of a dozen numpy/torch ops per block costs more than the arithmetic.  Encoding
+one problem is plain Python on the record's fields.  Transformer-block models
+(the comparison in the ablations) run one problem in numpy, with torch for
+softmax, LayerNorm and the activation, and batches in torch chunks spread over
+worker threads through the model's own blocks (PyTorch's fused encoder-layer
+kernel).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from torch.nn import functional as F
 
 from kernelbench.problem import DERIVED_FIELDS, FIELDS, ConvProblem
 from reformer.features import DERIVED_TOKENS, EncodedProblems, derived_values
+from reformer.compiled import GammaWeights, masked_top1
 from reformer.model import GammaBlock
 from reformer.store import TrainedModel
 
@@ -64,6 +67,7 @@ ProblemLike = Mapping[str, Any] | ConvProblem
 #: Every field a problem record exposes to the encoder, read in one attribute fetch.
 _PROBLEM_FIELDS = (*FIELDS, *DERIVED_FIELDS)
 _get_problem_fields = operator.attrgetter(*_PROBLEM_FIELDS)
+_get_derived_fields = operator.attrgetter(*DERIVED_FIELDS)
 
 
 def as_problem(problem: ProblemLike) -> ConvProblem:
@@ -110,23 +114,6 @@ def _elementwise(function: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray
 def _layer_norm(y: np.ndarray, eps: float, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> np.ndarray:
     """LayerNorm over the last axis of a numpy array ``[L, d]`` (one torch op instead of six numpy ones)."""
     return torch.layer_norm(torch.from_numpy(y), (y.shape[-1],), weight, bias, eps).numpy()
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class _Gamma:
-    """One Γ-block, pre-arranged (see the module docstring).
-
-    ``weight`` ``[d, cols]`` holds ``[W1 | W2]`` for the paths present (``cols``
-    is d or 2d) with the previous norm's scale folded in; ``bias`` ``[cols]``
-    likewise.  Both are None for the first block (folded into the embedding).
-    """
-
-    weight: np.ndarray | None
-    bias: np.ndarray | None
-    mix: np.ndarray | None  # P [L, L]; None without the nonlinear path
-    direct: bool
-    eps: float
-    activation: Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -188,17 +175,14 @@ class FastReformer:
         self.n_categorical = len(config.n_categories)
 
         # -- one problem's encoding: the encoder's own tokens and statistics, read from a record
-        self._vocab_index = tuple({v: i + 1 for i, v in enumerate(vocab)} for vocab in encoder.vocabularies)
-        self._cat_getters = tuple(operator.attrgetter(name) for name in encoder.categorical)
         self._cat_offsets = np.concatenate([[0], np.cumsum(config.n_categories)[:-1]]).astype(np.int64)
+        # (table offset, field, value -> id) per categorical token
+        self._cat_plan = tuple(
+            (int(offset), name, {v: i + 1 for i, v in enumerate(vocab)})
+            for offset, name, vocab in zip(self._cat_offsets, encoder.categorical, encoder.vocabularies)
+        )
         self._derived = any(name in DERIVED_TOKENS for name in encoder.numeric)
         self._numeric_means = tuple(zip(encoder.numeric, encoder.mean))
-        # (token position, name, exact value -> id) for the numeric tokens that have exact-value embeddings
-        self._value_index = tuple(
-            (j, name, {value: i + 1 for i, value in enumerate(vocabulary)})
-            for j, (name, vocabulary) in enumerate(zip(encoder.numeric, encoder.value_vocabularies))
-            if vocabulary
-        )
 
         # -- the embedding, projected by the first block (Γ: [W1 | W2]; transformer: [I | W_qkv])
         embed = model.embed
@@ -222,6 +206,12 @@ class FastReformer:
         num_bias = position[self.n_categorical :] @ project + project_bias
         n_values = config.n_values or (1,) * len(encoder.numeric)
         self._value_offsets = np.concatenate([[0], np.cumsum(n_values)[:-1]]).astype(np.int64)
+        # (row offset, name, exact value -> id or None) per numeric token; Python ints and the
+        # vocabularies' floats hash alike, so an integer field value finds its float key.
+        self._value_plan = tuple(
+            (int(offset), name, {value: i + 1 for i, value in enumerate(vocabulary)} if vocabulary else None)
+            for offset, name, vocabulary in zip(self._value_offsets, encoder.numeric, encoder.value_vocabularies)
+        )
         self._num_rows = np.repeat(num_bias, n_values, axis=0)
         if embed.exact is not None:
             self._num_rows += _f64(embed.exact.weight) @ project
@@ -229,10 +219,9 @@ class FastReformer:
 
         # -- blocks and head
         head_weight, head_bias = _f64(model.head.weight).T, _f64(model.head.bias)
-        self._gammas: tuple[_Gamma, ...] = ()
         self._attentions: tuple[_Attention, ...] = ()
+        self._kernel: GammaWeights | None = None
         if self.gamma:
-            self._gammas = self._arrange_gammas(model.blocks)
             last = model.blocks[-1].norm
             shift = _f64(last.bias)
             head_weight, head_bias = _f64(last.weight)[:, None] * head_weight, shift @ head_weight + head_bias
@@ -242,6 +231,9 @@ class FastReformer:
         self._head_weight = _f32(head_weight / config.n_tokens)  # sum over tokens @ this == mean @ original
         self._head_bias = _f32(head_bias)
         self._ones = np.ones(config.n_tokens, dtype=np.float32)
+        self._all_kernels = np.ones(len(self.kernels), dtype=bool)
+        if self.gamma:
+            self._kernel = self._arrange_gammas(model.blocks, config.activation)
 
     @classmethod
     def from_trained(cls, trained: TrainedModel) -> FastReformer:
@@ -249,26 +241,32 @@ class FastReformer:
         with torch.no_grad():
             return cls(trained)
 
-    @staticmethod
-    def _arrange_gammas(blocks: nn.Sequential) -> tuple[_Gamma, ...]:
-        out = []
-        for i, block in enumerate(blocks):
-            weight = bias = None
-            if i:
-                w, b = _gamma_projection(block)
-                previous = blocks[i - 1].norm
-                weight, bias = _f32(_f64(previous.weight)[:, None] * w), _f32(_f64(previous.bias) @ w + b)
-            out.append(
-                _Gamma(
-                    weight=weight,
-                    bias=bias,
-                    mix=_f32(_f64(block.mix.weight)) if block.nonlinear else None,
-                    direct=block.direct,
-                    eps=block.norm.eps,
-                    activation=block.activation.forward if block.nonlinear else F.relu,
-                )
-            )
-        return tuple(out)
+    def _arrange_gammas(self, blocks: nn.Sequential, activation: str) -> GammaWeights:
+        """The compiled kernel's weights: per block P, and for blocks 2.. ``[W1 | W2]`` with the previous norm folded in."""
+        first: GammaBlock = blocks[0]
+        cols = self._num_rows.shape[1]
+        weights, biases = [], []
+        for previous, block in zip(blocks[:-1], blocks[1:]):
+            w, b = _gamma_projection(block)
+            weights.append(_f64(previous.norm.weight)[:, None] * w)
+            biases.append(_f64(previous.norm.bias) @ w + b)
+        n = self.n_tokens
+        mix = [_f64(block.mix.weight) if first.nonlinear else np.zeros((n, n)) for block in blocks]
+        return GammaWeights(
+            cat_table=self._cat_table,
+            num_scale=self._num_scale,
+            num_scale_centred=self._num_scale_centred,
+            num_rows=self._num_rows,
+            mix=_f32(np.stack(mix)),
+            weight=_f32(np.stack(weights) if weights else np.zeros((0, self.dim, cols))),
+            bias=_f32(np.stack(biases) if biases else np.zeros((0, cols))),
+            head_weight=self._head_weight,
+            head_bias=self._head_bias,
+            nonlinear=first.nonlinear,
+            direct=first.direct,
+            activation=activation,
+            eps=first.norm.eps,
+        )
 
     def _arrange_attention(self, block: nn.TransformerEncoderLayer, first: bool) -> _Attention:
         qkv, qkv_bias = (None, None) if first else _qkv_projection(block, self.heads)
@@ -308,17 +306,16 @@ class FastReformer:
             InputError: the problem is invalid.
         """
         record = as_problem(problem)
-        ids = [index.get(str(get(record)), 0) for index, get in zip(self._vocab_index, self._cat_getters)]
-        fields = dict(zip(_PROBLEM_FIELDS, _get_problem_fields(record)))
+        # A ConvProblem is a plain dataclass: its instance dict holds every field, read without a call per field.
+        fields = vars(record) | dict(zip(DERIVED_FIELDS, _get_derived_fields(record)))
         if self._derived:
             fields.update(derived_values(fields))
+        rows = [offset + index.get(str(fields[name]), 0) for offset, name, index in self._cat_plan]
         centred = [math.log2(1.0 + fields[name]) - mean for name, mean in self._numeric_means]
-        value_rows = self._value_offsets.copy()
-        for j, name, index in self._value_index:
-            value_rows[j] += index.get(float(fields[name]), 0)
+        value_rows = [offset if index is None else offset + index.get(fields[name], 0)
+                      for offset, name, index in self._value_plan]
         # int64 even when a dataset has no categorical token (an empty list would become float64).
-        rows = np.add(np.asarray(ids, dtype=np.int64), self._cat_offsets)
-        return rows, np.array(centred, dtype=np.float32), value_rows
+        return np.array(rows, dtype=np.int64), np.array(centred, dtype=np.float32), np.array(value_rows, dtype=np.int64)
 
     def logits_one(self, problem: ProblemLike) -> np.ndarray:
         """Unmasked logits ``float32 [n_kernels]`` of one problem.
@@ -327,30 +324,15 @@ class FastReformer:
             InputError: the problem is invalid.
         """
         rows, centred, value_rows = self.encode_one(problem)
+        if self._kernel is not None:
+            return self._kernel.logits_one(rows, centred, value_rows)
         c = self.n_categorical
         first = np.empty((self.n_tokens, self._num_rows.shape[1]), dtype=np.float32)
         np.take(self._cat_table, rows, axis=0, out=first[:c])
         np.multiply(centred[:, None], self._num_scale_centred, out=first[c:])
         first[c:] += self._num_rows[value_rows]
-        x = self._gamma_one(first) if self.gamma else self._attention_one(first)
+        x = self._attention_one(first)
         return (self._ones @ x) @ self._head_weight + self._head_bias
-
-    def _gamma_one(self, zw: np.ndarray) -> np.ndarray:
-        """Γ-blocks on one problem; ``zw`` is the first block's ``[X W1 + b1 | X W2 + b2]``."""
-        d = self.dim
-        x = zw
-        for block, after in zip(self._gammas, (*self._gammas[1:], None)):
-            if block.mix is not None:
-                y = block.mix @ _elementwise(block.activation, zw[:, :d])
-                if block.direct:
-                    y += zw[:, d:]
-            else:
-                y = zw
-            x = _layer_norm(y, block.eps)
-            if after is not None:
-                zw = x @ after.weight
-                zw += after.bias
-        return x
 
     def _attention_one(self, first: np.ndarray) -> np.ndarray:
         """Transformer blocks on one problem; ``first`` is ``[X | X W_qkv + b_qkv]`` of the first block."""
@@ -389,13 +371,15 @@ class FastReformer:
         if top < 1:
             raise ValueError(f"top must be >= 1, got {top}")
         logits = self.logits_one(problem)
+        if top == 1:
+            best, probability = masked_top1(logits, self._all_kernels if mask is None else mask)
+            if best < 0:
+                raise ValueError("the applicability mask marks no kernel")
+            return [(self.kernels[best], probability)]
         if mask is not None:
             if not mask.any():
                 raise ValueError("the applicability mask marks no kernel")
             logits = np.where(mask, logits, -np.inf)
-        if top == 1:
-            best = int(np.argmax(logits))
-            return [(self.kernels[best], float(1.0 / np.exp(logits - logits[best]).sum()))]
         weights = np.exp(logits - logits.max())
         probabilities = weights / weights.sum()
         ranked = np.argsort(-probabilities, kind="stable")[:top]
@@ -405,13 +389,23 @@ class FastReformer:
     def logits(self, encoded: EncodedProblems) -> np.ndarray:
         """Unmasked logits ``float32 [n, n_kernels]`` of encoded problems (see :meth:`FeatureEncoder.encode`).
 
-        Chunks of :data:`CHUNK` problems run on ``torch.get_num_threads()`` worker
-        threads, each with one intra-op thread: the ops on one chunk are too small
-        for torch's own threading to pay for its synchronisation (on a busy machine
-        it made batches several times slower than one thread).  While a call runs,
-        torch's intra-op thread count is therefore 1; it is restored afterwards.
+        Uses ``torch.get_num_threads()`` threads.  Γ-block models run the compiled
+        kernel, problems spread over numba threads.  Transformer-block models run
+        chunks of :data:`CHUNK` problems on worker threads, each with one intra-op
+        thread: the ops on one chunk are too small for torch's own threading to pay
+        for its synchronisation (on a busy machine it made batches several times
+        slower than one thread); while a call runs, torch's intra-op thread count is
+        therefore 1, restored afterwards.
         """
         n = len(encoded)
+        if self._kernel is not None:
+            with _THREADS_LOCK:
+                return self._kernel.logits_many(
+                    np.ascontiguousarray(encoded.categorical + self._cat_offsets, dtype=np.int64),
+                    np.ascontiguousarray(encoded.numeric, dtype=np.float32),
+                    np.ascontiguousarray(encoded.value_ids + self._value_offsets, dtype=np.int64),
+                    threads=torch.get_num_threads(),
+                )
         out = np.empty((n, len(self.kernels)), dtype=np.float32)
         categorical = torch.from_numpy(encoded.categorical + self._cat_offsets)
         numeric = torch.from_numpy(np.ascontiguousarray(encoded.numeric, dtype=np.float32))
@@ -438,9 +432,9 @@ class FastReformer:
         return out
 
     def _logits_chunk(self, categorical: torch.Tensor, numeric: torch.Tensor, value_rows: torch.Tensor) -> torch.Tensor:
-        """Logits of one chunk; activations are laid out ``[L, B, features]`` (token axis first)."""
-        # Transformer blocks run the model's own torch blocks, which need only the embedding X itself.
-        columns = slice(None) if self.gamma else slice(0, self.dim)
+        """Logits of one chunk of a transformer-block model (which runs its own torch blocks, batch first)."""
+        # The blocks need only the embedding X itself, the first d columns of the folded tables.
+        columns = slice(0, self.dim)
         parts = []
         if self.n_categorical:
             parts.append(F.embedding(categorical.T, torch.from_numpy(self._cat_table[:, columns])))
@@ -449,28 +443,8 @@ class FastReformer:
             constant = F.embedding(value_rows.T, torch.from_numpy(self._num_rows[:, columns]))
             parts.append(torch.addcmul(constant, numeric.T[:, :, None], scale[:, None]))
         first = torch.cat(parts) if len(parts) > 1 else parts[0]
-        if self.gamma:
-            x = self._gamma_chunk(first).sum(0)
-        else:
-            x = self._torch_blocks(first.transpose(0, 1).contiguous()).sum(1)
+        x = self._torch_blocks(first.transpose(0, 1).contiguous()).sum(1)
         return torch.addmm(torch.from_numpy(self._head_bias), x, torch.from_numpy(self._head_weight))
-
-    def _gamma_chunk(self, zw: torch.Tensor) -> torch.Tensor:
-        n_tokens, batch, d = zw.shape[0], zw.shape[1], self.dim
-        x = zw
-        for block, after in zip(self._gammas, (*self._gammas[1:], None)):
-            if block.mix is not None:
-                hidden = block.activation(zw[..., :d]).reshape(n_tokens, batch * d)
-                y = torch.mm(torch.from_numpy(block.mix), hidden).view(n_tokens, batch, d)
-                if block.direct:
-                    y += zw[..., d:]
-            else:
-                y = zw
-            x = torch.layer_norm(y, (d,), None, None, block.eps)
-            if after is not None:
-                weight, bias = torch.from_numpy(after.weight), torch.from_numpy(after.bias)
-                zw = torch.addmm(bias, x.view(n_tokens * batch, d), weight).view(n_tokens, batch, -1)
-        return x
 
     def probabilities(self, encoded: EncodedProblems, mask: np.ndarray | None = None) -> np.ndarray:
         """Softmax over the applicable kernels, ``float32 [n, n_kernels]``.
