@@ -13,7 +13,7 @@ cell of that seed, and ``seed=s`` for initialisation, batches and noise.
 
 Resumable: a cell writes ``REPORT_DIR/cells/<key>.json`` atomically the
 moment it finishes.  The key hashes everything that determines its result
-(dataset SHA-256, subsample, split, seed, configuration; not the thread
+(dataset content digest, subsample, split, seed, configuration; not the thread
 count), so a re-run reads finished cells back and a changed setting never
 reuses a stale one.  ``run.json`` records every invocation's wall time.
 """
@@ -242,7 +242,7 @@ def data_identity(matrix: RuntimeMatrix, options: AblationOptions) -> dict[str, 
     """What about the data a cell key depends on."""
     quick = options.quick
     return {
-        "sha256": matrix.metadata.get("sha256"),
+        "content_sha256": matrix.content_sha256(),
         "n_problems": matrix.n_problems,
         "subsample": None if quick is None else {"problems": quick.problems, "seed": quick.seed},
     }

@@ -71,6 +71,25 @@ class RuntimeMatrix:
         """Problem columns as numpy arrays (what :mod:`reformer.features` encodes)."""
         return {c: self.problems[c].to_numpy() for c in self.problems.columns}
 
+    def content_sha256(self) -> str:
+        """SHA-256 of what a model can learn from: kernel names, problem columns and runtimes.
+
+        Unlike the file's hash it ignores metadata such as the creation time, so
+        re-importing or re-exporting the same measurements gives the same digest
+        (``reformer ablate`` keys its cells on it, so a grid resumes on a re-import).
+        """
+        digest = hashlib.sha256()
+        digest.update("\0".join(self.kernels).encode())
+        for name in sorted(self.problems.columns):
+            column = self.problems[name]
+            digest.update(name.encode())
+            if column.dtype.is_numeric():
+                digest.update(np.ascontiguousarray(column.to_numpy()).tobytes())
+            else:
+                digest.update("\0".join("" if v is None else str(v) for v in column.to_list()).encode())
+        digest.update(np.ascontiguousarray(self.time_ms, dtype=np.float64).tobytes())
+        return digest.hexdigest()
+
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """Hex SHA-256 of a file's bytes (identifies the exact dataset a model was trained on)."""

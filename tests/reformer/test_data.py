@@ -58,3 +58,15 @@ def test_align_kernels_and_noise():
     assert not np.array_equal(noisy, m.time_ms)
     np.testing.assert_array_equal(noisy, lognormal_noise(m.time_ms, sigma=0.2, seed=1))
     assert lognormal_noise(m.time_ms, sigma=0.0, seed=1) is m.time_ms
+
+
+def test_content_digest_ignores_metadata_but_not_measurements(matrix):
+    import dataclasses
+
+    same = dataclasses.replace(matrix, metadata={**matrix.metadata, "created": "another day", "sha256": "other file"})
+    assert same.content_sha256() == matrix.content_sha256()
+    times = matrix.time_ms.copy()
+    first = np.argwhere(np.isfinite(times))[0]
+    times[tuple(first)] *= 1.001
+    assert matrix.with_time_ms(times).content_sha256() != matrix.content_sha256()
+    assert matrix.subset(np.arange(10)).content_sha256() != matrix.content_sha256()
