@@ -416,10 +416,17 @@ def reformer_select(model_dir: str, problem: str, applicable: str | None, top: i
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="torch/LightGBM threads per job (prefer --jobs: extra threads stall on a busy machine).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar over the cells.")
+@click.option("--report-only", is_flag=True,
+              help="Compute nothing: write the report from the cells finished so far (e.g. while the grid runs).")
 def reformer_ablate(dataset: str, report_dir: str, seeds: int, studies: str, quick: bool, jobs: int,
-                    threads: int, progress: bool) -> None:
+                    threads: int, progress: bool, report_only: bool) -> None:
     """Run the ablation studies and baselines on DATASET; write results.parquet, report.md and plots."""
     import shlex
+    import signal
+
+    # A terminated grid (kill, a job scheduler's time limit) ends like Ctrl-C: finished cells are already
+    # stored, and run.json still records this invocation's wall time.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     from reformer.ablate import AblationOptions, QuickSettings, parse_studies, run_ablation
     from reformer.ablation_report import write_report
@@ -427,7 +434,8 @@ def reformer_ablate(dataset: str, report_dir: str, seeds: int, studies: str, qui
     options = AblationOptions(studies=parse_studies(studies), seeds=tuple(range(seeds)),
                               quick=QuickSettings() if quick else None, jobs=jobs, threads=threads)
     command = "reformer ablate " + shlex.join(sys.argv[2:]) if len(sys.argv) > 2 else None
-    outcome = run_ablation(dataset, report_dir, options, progress=progress, say=click.echo, command=command)
+    outcome = run_ablation(dataset, report_dir, options, progress=progress, say=click.echo, command=command,
+                           compute=not report_only)
     paths = write_report(report_dir, outcome)
     click.echo(f"{outcome.computed} cell(s) computed, {outcome.reused} read back; wrote "
                + ", ".join(str(p) for p in paths[:2]) + f" and {len(paths) - 2} plot(s)")

@@ -505,6 +505,7 @@ def run_ablation(
     say: Callable[[str], None] = print,
     command: str | None = None,
     on_cell: Callable[[str, dict[str, Any]], None] | None = None,
+    compute: bool = True,
 ) -> AblationOutcome:
     """Run (or resume) the grid; every finished cell is on disk before the next is reported.
 
@@ -516,6 +517,8 @@ def run_ablation(
         say: where one-line messages go (cell results, notices).
         command: the command line, recorded in ``run.json`` for the report.
         on_cell: called as ``on_cell(key, record)`` after each computed cell is stored.
+        compute: False reads the finished cells back and computes nothing (a report of a grid
+            still running elsewhere); ``run.json`` is then left as it is.
 
     Raises:
         InputError: bad dataset or options.  KeyboardInterrupt propagates after finished cells are stored.
@@ -539,7 +542,7 @@ def run_ablation(
 
     keys, cells, users = plan_cells(runnable, options, data_id)
     records = {key: rec for key in cells if (rec := read_cell(report_dir, key)) is not None}
-    pending = [key for key in cells if key not in records]
+    pending = [key for key in cells if key not in records] if compute else []
     reused = len(records)
     splits = {seed: make_split(matrix.problems, SplitSpec(fractions=options.fractions, seed=seed))
               for seed in options.seeds}
@@ -574,6 +577,11 @@ def run_ablation(
         environment=environment(),
     )
     computed = 0
+    if not compute:
+        missing_cells = sum(key not in records for key in cells)
+        say(f"report only: {len(records)} of {len(cells)} cells finished, {missing_cells} not yet computed")
+        return AblationOutcome(variants=all_variants, seeds=tuple(options.seeds), keys=keys, records=records,
+                               computed=0, reused=reused, notices=tuple(notices), run=run)
     bar = tqdm(total=len(pending), unit="cell", disable=not progress, desc="ablate", dynamic_ncols=True)
 
     loads = [os.getloadavg()[0]]

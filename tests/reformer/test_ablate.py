@@ -96,6 +96,29 @@ def test_resume_reads_back_finished_cells(tmp_path, dataset_path):
     assert [i["computed"] for i in json.loads((report / "run.json").read_text())["invocations"]] == [2, 4, 0]
 
 
+def test_report_only_renders_finished_cells_and_computes_nothing(tmp_path, dataset_path):
+    report = tmp_path / "report"
+    options = _options(studies=("paths",), seeds=(0, 1))
+
+    def stop_after_two(key, record):
+        if len(list((report / "cells").glob("*.json"))) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_ablation(dataset_path, report, options, progress=False, say=lambda _: None, on_cell=stop_after_two)
+    run_before = (report / "run.json").read_text()
+    said = []
+    partial = run_ablation(dataset_path, report, options, progress=False, say=said.append, compute=False)
+    assert (partial.computed, len(partial.records)) == (0, 2)
+    assert "report only: 2 of 6 cells finished, 4 not yet computed" in said
+    assert (report / "run.json").read_text() == run_before  # no invocation recorded
+    write_report(report, partial)
+    text = (report / "report.md").read_text()
+    assert "**Incomplete**: 4 of 6 cells are not computed yet" in text
+    assert pl.read_parquet(report / "results.parquet").height == 2
+    assert len(list((report / "cells").glob("*.json"))) == 2
+
+
 def test_shared_cells_and_keys_follow_settings(matrix):
     options = _options(studies=("labels", "paths", "blocks"))
     rows = [v for s in options.studies for v in variants(s)]
@@ -173,3 +196,21 @@ def test_cli_quick_on_a_small_dataset(dataset_path, tmp_path):
     assert result.output.count("paths/") == 3 and "3 cell(s) computed, 0 read back" in result.output
     assert pl.read_parquet(tmp_path / "results.parquet").height == 3
     assert "## Γ-block dual path" in (tmp_path / "report.md").read_text()
+
+
+def test_cli_terminated_grid_records_its_invocation(dataset_path, tmp_path):
+    import signal
+    import subprocess
+
+    command = [sys.executable, "-c", "from cli import reformer; reformer()", "ablate", str(dataset_path), "-o",
+               str(tmp_path), "--quick", "--seeds", "2", "--studies", "paths", "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if line.startswith("paths/"):  # the first cell is stored
+            process.send_signal(signal.SIGTERM)
+            break
+    process.communicate(timeout=120)
+    assert process.returncode != 0
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert len(run["invocations"]) == 1 and run["invocations"][0]["computed"] >= 1
+    assert len(list((tmp_path / "cells").glob("*.json"))) == run["invocations"][0]["computed"]
