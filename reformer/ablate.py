@@ -557,6 +557,7 @@ def run_ablation(
     if run.get("identity") != identity:
         # Another dataset or grid in this directory: its invocations do not count towards this run's wall time.
         run = {"identity": identity}
+    recorded = dict(run)
     run.update(
         command=command,
         dataset={
@@ -578,6 +579,9 @@ def run_ablation(
     )
     computed = 0
     if not compute:
+        # The report describes the grid as it was run, not this read-only invocation.
+        for name in ("command", "options", "environment"):
+            run[name] = recorded.get(name, run[name] if name != "command" else None)
         missing_cells = sum(key not in records for key in cells)
         say(f"report only: {len(records)} of {len(cells)} cells finished, {missing_cells} not yet computed")
         return AblationOutcome(variants=all_variants, seeds=tuple(options.seeds), keys=keys, records=records,
