@@ -589,12 +589,34 @@ def run_ablation(
     bar = tqdm(total=len(pending), unit="cell", disable=not progress, desc="ablate", dynamic_ncols=True)
 
     loads = [os.getloadavg()[0]]
+    invocation: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - (time.perf_counter() - started))),
+    }
+    run.setdefault("invocations", []).append(invocation)
+
+    def checkpoint(*, ended: bool) -> None:
+        # Written after every cell, so a process killed outright (SIGKILL, a reboot) still leaves its wall
+        # time up to its last finished cell in run.json; ``ended`` tells a clean or interrupted exit from that.
+        invocation.update({
+            "wall_seconds": time.perf_counter() - started,
+            # Sampled at the start and after every cell: the machine's other work shows in the times.
+            "load_average": {"min": min(loads), "median": float(np.median(loads)), "max": max(loads),
+                             "samples": len(loads)},
+            "computed": computed,
+            "reused": reused,
+            "complete": len(records) == len(cells),
+            "ended": ended,
+        })
+        write_json(report_dir / RUN_FILE, run)
+
+    checkpoint(ended=False)
 
     def finished(key: str, record: dict[str, Any]) -> None:
         nonlocal computed
         records[key] = record
         loads.append(os.getloadavg()[0])
         computed += 1
+        checkpoint(ended=False)
         bar.update()
         line = cell_line(describe_cell(users[key][0], len(users[key])), record)
         (bar.write if progress else say)(line)
@@ -610,17 +632,7 @@ def run_ablation(
             _run_parallel(pending, cells, dataset, options, report_dir, finished)
     finally:
         bar.close()
-        run.setdefault("invocations", []).append({
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - (time.perf_counter() - started))),
-            "wall_seconds": time.perf_counter() - started,
-            # Sampled at the start and after every cell: the machine's other work shows in the times.
-            "load_average": {"min": min(loads), "median": float(np.median(loads)), "max": max(loads),
-                             "samples": len(loads)},
-            "computed": computed,
-            "reused": reused,
-            "complete": len(records) == len(cells),
-        })
-        write_json(report_dir / RUN_FILE, run)
+        checkpoint(ended=True)
     return AblationOutcome(variants=all_variants, seeds=tuple(options.seeds), keys=keys, records=records,
                            computed=computed, reused=reused, notices=tuple(notices), run=run)
 

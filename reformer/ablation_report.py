@@ -388,7 +388,11 @@ def _setup_section(outcome: Any, results: pl.DataFrame) -> list[str]:
         lines += [(f"**Machine load**: 1-minute load average {low:.1f}–{high:.1f} (median {median:.1f}), sampled "
                    f"after every cell, on {env.get('cores', '?')} cores; above the core count the cells shared the "
                    "CPU with other work and their wall times are upper bounds (CPU times are not affected)."), ""]
-    lines += [(f"**Wall time**: {_fmt_seconds(total)} in {len(invocations)} invocation(s) "
+    # Runs recorded before invocations were checkpointed have no "ended" key; they always ended cleanly.
+    killed = sum(not i.get("ended", True) for i in invocations)
+    killed_note = (f", {killed} of them without a recorded end (killed outright, or still running), counted up "
+                   "to their last finished cell" if killed else "")
+    lines += [(f"**Wall time**: {_fmt_seconds(total)} in {len(invocations)} invocation(s){killed_note} "
               f"(cells computed by the last one: {outcome.computed}, read back: {outcome.reused}); "
               f"sum of per-cell compute time {_fmt_seconds(cell_seconds)} over {len(outcome.records)} distinct cells "
               f"({results.height} result rows); their CPU time {_fmt_seconds(cpu_seconds)}, i.e. about "

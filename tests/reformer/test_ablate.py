@@ -198,7 +198,8 @@ def test_cli_quick_on_a_small_dataset(dataset_path, tmp_path):
     assert "## Γ-block dual path" in (tmp_path / "report.md").read_text()
 
 
-def test_cli_terminated_grid_records_its_invocation(dataset_path, tmp_path):
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_cli_terminated_grid_records_its_invocation(dataset_path, tmp_path, signal_name):
     import signal
     import subprocess
 
@@ -207,10 +208,18 @@ def test_cli_terminated_grid_records_its_invocation(dataset_path, tmp_path):
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in process.stdout:
         if line.startswith("paths/"):  # the first cell is stored
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(getattr(signal, signal_name))
             break
     process.communicate(timeout=120)
     assert process.returncode != 0
     run = json.loads((tmp_path / "run.json").read_text())
-    assert len(run["invocations"]) == 1 and run["invocations"][0]["computed"] >= 1
-    assert len(list((tmp_path / "cells").glob("*.json"))) == run["invocations"][0]["computed"]
+    # SIGTERM ends the grid cleanly; SIGKILL leaves the record written after the last finished cell.
+    (invocation,) = run["invocations"]
+    assert invocation["computed"] >= 1 and invocation["wall_seconds"] > 0
+    assert invocation["ended"] is (signal_name == "SIGTERM")
+    assert len(list((tmp_path / "cells").glob("*.json"))) == invocation["computed"]
+    report = CliRunner().invoke(reformer, ["ablate", str(dataset_path), "-o", str(tmp_path), "--quick", "--seeds", "2",
+                                           "--studies", "paths", "--no-progress", "--report-only"])
+    assert report.exit_code == 0, report.output
+    killed_note = "1 of them without a recorded end" in (tmp_path / "report.md").read_text()
+    assert killed_note is (signal_name == "SIGKILL")
