@@ -190,25 +190,33 @@ def _save(fig: Any, path: Path) -> None:
     atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
 
-def plot_study(path: Path, summary: pl.DataFrame, study: str, title: str) -> None:
-    """Horizontal bars (mean, error bar = std over seeds) of test top-1 and of the speedup over static (Σ and
-    geomean: the Σ speedup hinges on the few longest problems), per variant."""
-    plt = _pyplot()
-    rows = summary.filter(pl.col("study") == study)
-    names = rows["variant"].to_list()
-    y = np.arange(len(names))
-    fig, axes = plt.subplots(1, 3, figsize=(16, 1.0 + 0.45 * len(names) + 1.2), constrained_layout=True,
-                             sharey=True)
-    panels = (("top1", "test top-1 accuracy (fastest kernel picked)"),
-              ("speedup_static_sum", "speedup over the static order, Σt_static / Σt_pick"),
-              ("speedup_static_geomean", "speedup over the static order, geomean of t_static / t_pick"))
-    for axis, (key, label) in zip(axes, panels):
-        mean = np.array([np.nan if v is None else v for v in rows[key].to_list()], dtype=float)
-        std = np.nan_to_num(np.array([np.nan if v is None else v for v in rows[f"{key}_std"].to_list()], dtype=float))
-        axis.barh(y, mean, xerr=std, color="#4c72b0", ecolor="black", capsize=3, height=0.6)
-        finite = mean[np.isfinite(mean)]
-        if finite.size:
-            low, high = float(np.min(finite - std[np.isfinite(mean)])), float(np.max(finite + std[np.isfinite(mean)]))
+#: Bar panels of every study plot: (result key, x label, value label format).
+SELECTION_PANELS = (
+    ("top1", "test top-1 accuracy (fastest kernel picked)", "  {:.4f}"),
+    ("speedup_static_sum", "speedup over the static order, Σt_static / Σt_pick", "  {:.2f}×"),
+    ("speedup_static_geomean", "speedup over the static order, geomean of t_static / t_pick", "  {:.2f}×"),
+)
+#: A second row for the studies whose point is what a variant costs (the issue's training and inference times).
+COST_PANELS = (
+    ("fit_seconds", "training time (s, encoding + epochs)", "  {:,.0f} s"),
+    ("latency_us_p50", "latency of one selection (µs, median, 1 thread)", "  {:,.0f} µs"),
+    ("batched_per_s", "batched selection (problems/s)", "  {:,.0f}/s"),
+)
+COST_STUDIES = ("paths", "blocks", "block-type")
+
+
+def _bar_panel(axis: Any, y: np.ndarray, rows: pl.DataFrame, key: str, label: str, value_fmt: str) -> None:
+    mean = np.array([np.nan if v is None else v for v in rows[key].to_list()], dtype=float)
+    std = np.nan_to_num(np.array([np.nan if v is None else v for v in rows[f"{key}_std"].to_list()], dtype=float))
+    axis.barh(y, mean, xerr=std, color="#4c72b0", ecolor="black", capsize=3, height=0.6)
+    finite = np.isfinite(mean)
+    if finite.any():
+        low, high = float(np.min(mean[finite] - std[finite])), float(np.max(mean[finite] + std[finite]))
+        if key in {k for k, _, _ in COST_PANELS}:
+            # Costs compare as ratios (3x slower), so their bars start at zero.
+            axis.set_xlim(0.0, 1.35 * high)
+            axis.xaxis.set_major_formatter("{x:,.0f}")
+        else:
             # Zoom so that differences of a few tenths of a percent are visible; bars start at the axis edge.
             pad = max(0.02 * abs(high), 0.15 * (high - low), 1e-3)
             right = high + 2.5 * pad
@@ -216,17 +224,34 @@ def plot_study(path: Path, summary: pl.DataFrame, study: str, title: str) -> Non
             axis.set_xlim(max(0.0, low - pad), min(right, 1.0 + 2.5 * pad) if key == "top1" else right)
             if key != "top1":
                 axis.axvline(1.0, color="grey", linewidth=1, linestyle=":")  # the static order itself
-            for yi, value, spread in zip(y, mean, std):
-                if np.isfinite(value):
-                    # Right of the error bar, so the number never sits on the whisker.
-                    axis.text(value + spread, yi, f"  {value:.4f}" if key == "top1" else f"  {value:.2f}×",
-                              va="center", fontsize=9)
-        axis.set_xlabel(label)
-        axis.grid(axis="x", alpha=0.3)
-    axes[0].set_yticks(y, names)
-    axes[0].invert_yaxis()
+        for yi, value, spread in zip(y, mean, std):
+            if np.isfinite(value):
+                # Right of the error bar, so the number never sits on the whisker.
+                axis.text(value + spread, yi, value_fmt.format(value), va="center", fontsize=9)
+    axis.set_xlabel(label)
+    axis.grid(axis="x", alpha=0.3)
+
+
+def plot_study(path: Path, summary: pl.DataFrame, study: str, title: str) -> None:
+    """Horizontal bars (mean, error bar = std over seeds) of test top-1 and of the speedup over static (Σ and
+    geomean: the Σ speedup hinges on the few longest problems), per variant; for the studies in
+    :data:`COST_STUDIES` a second row of training time, single-selection latency and batched throughput."""
+    plt = _pyplot()
+    rows = summary.filter(pl.col("study") == study)
+    names = rows["variant"].to_list()
+    y = np.arange(len(names))
+    panel_rows = [SELECTION_PANELS] + ([COST_PANELS] if study in COST_STUDIES else [])
+    height = 1.0 + 0.45 * len(names) + 1.2
+    fig, axes = plt.subplots(len(panel_rows), 3, figsize=(16, height * len(panel_rows)), constrained_layout=True,
+                             sharey=True, squeeze=False)
+    for axis_row, panels in zip(axes, panel_rows):
+        for axis, (key, label, value_fmt) in zip(axis_row, panels):
+            _bar_panel(axis, y, rows, key, label, value_fmt)
+        axis_row[0].set_yticks(y, names)
+    axes[0][0].invert_yaxis()
     seeds = int(rows["seeds"].max()) if rows.height else 0
-    fig.suptitle(f"{title}\n(mean over {seeds} seed(s), error bars: ±1 std; x axes zoomed)", fontsize=11)
+    fig.suptitle(f"{title}\n(mean over {seeds} seed(s), error bars: ±1 std; accuracy and speedup axes zoomed)",
+                 fontsize=11)
     _save(fig, path)
     plt.close(fig)
 
@@ -390,10 +415,13 @@ def _setup_section(outcome: Any, results: pl.DataFrame) -> list[str]:
                    "CPU with other work and their wall times are upper bounds (CPU times are not affected)."), ""]
     # Runs recorded before invocations were checkpointed have no "ended" key; they always ended cleanly.
     killed = sum(not i.get("ended", True) for i in invocations)
+    # From run.json, not this call: a --report-only call computes nothing and is not an invocation of the grid.
+    last = invocations[-1] if invocations else {}
     killed_note = (f", {killed} of them without a recorded end (killed outright, or still running), counted up "
                    "to their last finished cell" if killed else "")
     lines += [(f"**Wall time**: {_fmt_seconds(total)} in {len(invocations)} invocation(s){killed_note} "
-              f"(cells computed by the last one: {outcome.computed}, read back: {outcome.reused}); "
+              f"(cells computed by the last one: {last.get('computed', outcome.computed)}, "
+              f"read back: {last.get('reused', outcome.reused)}); "
               f"sum of per-cell compute time {_fmt_seconds(cell_seconds)} over {len(outcome.records)} distinct cells "
               f"({results.height} result rows); their CPU time {_fmt_seconds(cpu_seconds)}, i.e. about "
               f"{_fmt_seconds(cpu_seconds / jobs)} of wall time with {jobs} job(s) on {jobs} otherwise idle core(s)."), ""]

@@ -22,6 +22,7 @@ from reformer.ablate import (
     run_ablation,
     variants,
 )
+import reformer.ablation_report as ablation_report
 from reformer.ablation_report import RESULT_COLUMNS, STUDY_COLUMNS, study_table, summarize, write_report
 from reformer.config import FitConfig
 
@@ -115,6 +116,7 @@ def test_report_only_renders_finished_cells_and_computes_nothing(tmp_path, datas
     write_report(report, partial)
     text = (report / "report.md").read_text()
     assert "**Incomplete**: 4 of 6 cells are not computed yet" in text
+    assert "(cells computed by the last one: 2, read back: 0)" in text  # the grid's invocation, not this call
     assert pl.read_parquet(report / "results.parquet").height == 2
     assert len(list((report / "cells").glob("*.json"))) == 2
 
@@ -172,6 +174,28 @@ def test_study_table_marks_best_per_column():
     assert "**" not in lines["oracle"]  # an upper bound, never "best"
     assert "0.5050 ± 0.0071" in lines["static"] and "**0.5050" not in lines["static"]
     assert table.splitlines()[0].count("|") == len(STUDY_COLUMNS["baselines"]) + 2
+
+
+@pytest.mark.parametrize(("study", "n_axes"), [("blocks", 6), ("labels", 3)])
+def test_study_plot_adds_a_cost_row_for_the_cost_studies(monkeypatch, tmp_path, study, n_axes):
+    rows = []
+    for variant, fit_seconds, latency in (("1", 150.0, 40.0), ("3", 420.0, 75.0)):
+        for seed in (0, 1):
+            row = dict.fromkeys(RESULT_COLUMNS, 1.0)
+            row.update(study=study, variant=variant, seed=seed, top1=0.85, fit_seconds=fit_seconds + 0.2 * seed,
+                       latency_us_p50=latency, batched_per_s=40_000.0, n_problems=10, skipped_problems=0)
+            rows.append(row)
+    figures = []
+    monkeypatch.setattr(ablation_report, "_save", lambda fig, path: figures.append(fig))
+    ablation_report.plot_study(tmp_path / "plot.png", summarize(pl.DataFrame(rows)), study, study)
+    (figure,) = figures
+    assert len(figure.axes) == n_axes
+    if n_axes == 6:
+        fit_axis = figure.axes[3]
+        assert fit_axis.get_xlabel().startswith("training time (s")
+        assert fit_axis.get_xlim()[0] == 0.0  # costs are compared as ratios: bars start at zero
+        assert {t.get_text().strip() for t in fit_axis.texts} == {"150 s", "420 s"}  # means over the two seeds
+        assert {t.get_text().strip() for t in figure.axes[4].texts} == {"40 µs", "75 µs"}
 
 
 def test_parse_studies():
