@@ -12,11 +12,12 @@ import sys
 
 import click
 
-from kernelbench.errors import InputError
+from kernelbench.errors import InputError, RunAborted
 
 
 class _Group(click.Group):
-    """A click group that turns :class:`InputError` into one line on stderr and exit status 2."""
+    """A click group that turns :class:`InputError` into one line on stderr and exit status 2, and
+    :class:`RunAborted` into one line and exit status 1."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
@@ -24,6 +25,9 @@ class _Group(click.Group):
         except InputError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
+        except RunAborted as exc:
+            click.echo(f"Aborted: {exc}", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("Interrupted; finished work is saved, re-run the same command to resume.", err=True)
             sys.exit(130)

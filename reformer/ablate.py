@@ -30,12 +30,13 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kernelbench.errors import InputError
+from kernelbench.errors import InputError, RunAborted
 from reformer.config import FitConfig
 from reformer.data import RuntimeMatrix, load_matrix
 from reformer.splits import Split, SplitSpec, make_split
@@ -650,6 +651,12 @@ def _run_parallel(pending: list[str], cells: dict[str, Cell], dataset: str | os.
         try:
             for future in concurrent.futures.as_completed(futures):
                 finished(futures[future], future.result())
+        except BrokenProcessPool:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise RunAborted(
+                "a worker process died (killed by the system: out of memory, or a signal); the finished cells are "
+                "stored, so re-run the same command to resume (with fewer --jobs if memory is short)"
+            ) from None
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise

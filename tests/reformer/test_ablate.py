@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 
 import polars as pl
@@ -146,6 +147,28 @@ def test_parallel_jobs_match_serial(tmp_path, dataset_path):
     assert parallel.computed == serial.computed == 2
     for key, record in serial.records.items():
         assert parallel.records[key]["metrics"] == record["metrics"]
+
+
+def test_a_killed_worker_aborts_the_grid_with_its_finished_cells_stored(tmp_path, dataset_path):
+    import multiprocessing
+    import signal
+
+    from kernelbench.errors import RunAborted
+
+    report = tmp_path / "report"
+    options = AblationOptions(**{**_options(studies=("paths",), seeds=(0, 1)).__dict__, "jobs": 2})
+
+    def kill_the_workers(key, record):
+        for worker in multiprocessing.active_children():
+            os.kill(worker.pid, signal.SIGKILL)  # as the kernel's out-of-memory killer would
+
+    with pytest.raises(RunAborted, match="re-run the same command to resume"):
+        run_ablation(dataset_path, report, options, progress=False, say=lambda _: None, on_cell=kill_the_workers)
+    stored = len(list((report / "cells").glob("*.json")))
+    (invocation,) = json.loads((report / "run.json").read_text())["invocations"]
+    assert 1 <= stored < 6 and invocation["computed"] >= 1 and invocation["ended"] is True
+    resumed = run_ablation(dataset_path, report, options, progress=False, say=lambda _: None)
+    assert resumed.reused == stored and resumed.reused + resumed.computed == 6
 
 
 def test_missing_lightgbm_gives_notice_and_the_rest_of_the_report(tmp_path, dataset_path, monkeypatch):

@@ -105,3 +105,20 @@ def test_bad_input_exits_2_with_one_line(fitted, tmp_path):
         assert result.exit_code == 2, (args, result.output)
         assert message in result.stderr, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_aborted_run_exits_1_with_one_line(fitted, tmp_path, monkeypatch):
+    import importlib
+
+    from kernelbench.errors import RunAborted
+
+    ablate = importlib.import_module("reformer.ablate")  # `reformer` here is the click group from cli
+
+    def abort(*args, **kwargs):
+        raise RunAborted("a worker process died; re-run the same command to resume")
+
+    monkeypatch.setattr(ablate, "run_ablation", abort)
+    root, _ = fitted
+    result = CliRunner().invoke(reformer, ["ablate", str(root / "d.parquet"), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert result.output == "Aborted: a worker process died; re-run the same command to resume\n"
