@@ -270,3 +270,23 @@ def test_cli_terminated_grid_records_its_invocation(dataset_path, tmp_path, sign
     assert report.exit_code == 0, report.output
     killed_note = "1 of them without a recorded end" in (tmp_path / "report.md").read_text()
     assert killed_note is (signal_name == "SIGKILL")
+
+
+def test_cost_benchmark_projects_every_reformer_cell_of_the_grid(dataset_path):
+    """benchmarks/bench_ablate_cost.py: one measured epoch per distinct Reformer cell, projected to the grid."""
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_ablate_cost.py"
+    done = subprocess.run([sys.executable, str(script), str(dataset_path), "--seeds", "2", "--train-problems", "128",
+                           "--json"], capture_output=True, text=True, timeout=600, check=True)
+    summary = json.loads(done.stdout)
+    reformer_rows = [v for s in STUDIES for v in variants(s) if v.kind == "reformer"]
+    assert len(summary["cells"]) == 19 < len(reformer_rows)  # shared configurations are trained once
+    assert summary["reformer_cells"] == 2 * 19
+    n_train = summary["training_problems"]
+    for line in summary["cells"]:
+        assert line["projected_train_s"] == pytest.approx(line["epochs"] * n_train / line["train_problems_per_s"])
+    assert summary["projected_wall_h"] == pytest.approx(
+        2 * sum(line["projected_train_s"] for line in summary["cells"]) / 2 / 3600)
+    assert summary["recorded_baseline_cpu_h"] is None and summary["calibrated_wall_h"] is None
