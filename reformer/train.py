@@ -101,10 +101,17 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: FitConfig, steps: int) 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
-def _validation_picks(model: Reformer, inputs: tuple[torch.Tensor, ...], applicable: np.ndarray) -> np.ndarray:
+#: Problems per forward pass when scoring the validation split after every epoch.  Small enough that a
+#: chunk's [tokens, chunk, d] activations stay in cache: measured on MI100's 18,361 validation problems
+#: (1 thread, d = 64, 36 tokens), 512 scores 19,100 problems/s against 6,700 with 8,192, bit-identical logits.
+VALIDATION_CHUNK = 512
+
+
+def _validation_picks(model: Reformer, inputs: tuple[torch.Tensor, ...], applicable: np.ndarray, *,
+                      chunk: int = VALIDATION_CHUNK) -> np.ndarray:
     model.eval()
     with torch.inference_mode():
-        logits = torch.cat([model(*(t[i : i + 8192] for t in inputs)) for i in range(0, len(inputs[0]), 8192)])
+        logits = torch.cat([model(*(t[i : i + chunk] for t in inputs)) for i in range(0, len(inputs[0]), chunk)])
     model.train()
     return argmax_applicable(logits.numpy(), applicable)
 

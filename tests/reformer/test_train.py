@@ -98,3 +98,26 @@ def test_forward_only_dataset_drops_constant_tokens():
     assert "direction" not in encoder.categorical and "in_d" not in encoder.numeric
     assert all(np.isfinite(encoder.std)) and min(encoder.std) > 0
     assert np.isfinite(result.evaluations["test"].model.oracle_ratio)
+
+
+@pytest.mark.parametrize("block", ["gamma", "transformer"])
+def test_validation_picks_do_not_depend_on_the_chunk_size(block):
+    from reformer.model import ModelConfig, Reformer
+    from reformer.train import VALIDATION_CHUNK, _validation_picks
+
+    torch.manual_seed(0)
+    model = Reformer(ModelConfig(n_categories=(3, 2), n_numeric=5, n_values=(4,) * 5, n_kernels=6, dim=16,
+                                 block=block))
+    n = 3 * VALIDATION_CHUNK + 17  # several chunks and a short last one
+    generator = torch.Generator().manual_seed(1)
+    inputs = (torch.randint(0, 2, (n, 2), generator=generator), torch.randn(n, 5, generator=generator),
+              torch.randint(0, 4, (n, 5), generator=generator))
+    applicable = np.random.default_rng(2).random((n, 6)) < 0.7
+    applicable[:, 0] = True
+    logits_one_pass = model.eval()(*inputs).detach().numpy()
+    picks = _validation_picks(model, (*inputs, torch.from_numpy(applicable)), applicable)
+    assert model.training  # left in training mode for the next epoch
+    assert np.array_equal(picks, _validation_picks(model, (*inputs, torch.from_numpy(applicable)), applicable,
+                                                   chunk=n))
+    masked = np.where(applicable, logits_one_pass, -np.inf)
+    assert np.array_equal(picks, masked.argmax(axis=1))
