@@ -51,13 +51,7 @@ from reformer.ablate import (
     variants,
 )
 from reformer.splits import SplitSpec, make_split
-from reformer.train import fit
-
-
-def cell_epochs(config: Any, n_train: int) -> int:
-    """The epochs :func:`reformer.train.fit` runs on ``n_train`` training problems (``min_steps`` included)."""
-    batches = -(-n_train // config.batch_size)
-    return max(config.epochs, -(-config.min_steps // batches))
+from reformer.train import fit, training_epochs
 
 
 def main() -> None:
@@ -92,7 +86,7 @@ def main() -> None:
         measured = dataclasses.replace(cell.config, epochs=1, min_steps=0)
         result = fit(matrix, measured, split=sample)
         per_s = result.curve[0].problems_per_s
-        epochs = cell_epochs(cell.config, n_train)
+        epochs = training_epochs(cell.config, n_train)
         # The same configuration for every seed: look its recorded cells up through the rows it serves.
         variant = users[key][0]
         seed_keys = [keys[(variant.study, variant.name, seed)] for seed in options.seeds]
@@ -108,6 +102,7 @@ def main() -> None:
         lines.append(line)
         print(f"{line['cell']}: {per_s:,.0f} problems/s -> {line['projected_train_s']:,.0f} s", file=sys.stderr)
 
+    load_after = os.getloadavg()[0]
     projected_s = args.seeds * sum(line["projected_train_s"] for line in lines)
     baseline_keys = [key for key, cell in cells.items() if cell.kind != "reformer"]
     baseline_records = [r for k in baseline_keys if (r := recorded(k)) is not None]
@@ -134,7 +129,7 @@ def main() -> None:
         "projected_over_target": wall_h / args.target_hours,
         "recorded_over_projected": overhead,
         "calibrated_wall_h": calibrated_h,
-        "load_average": [load_before, os.getloadavg()[0]],
+        "load_average": [load_before, load_after],
         "cells": lines,
     }
     if args.json:
@@ -164,7 +159,7 @@ def main() -> None:
     if calibrated_h is not None:
         print(f"with the overhead {args.calibrate} paid (recorded cell CPU / projected training = {overhead:.2f}): "
               f"{calibrated_h:.2f} h, {calibrated_h / args.target_hours:.2f}x the target")
-    print(f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; {time.strftime('%Y-%m-%d %H:%M')}")
+    print(f"load average {load_before:.1f} before, {load_after:.1f} after; {time.strftime('%Y-%m-%d %H:%M')}")
 
 
 if __name__ == "__main__":

@@ -205,14 +205,15 @@ COST_PANELS = (
 COST_STUDIES = ("paths", "blocks", "block-type")
 
 
-def _bar_panel(axis: Any, y: np.ndarray, rows: pl.DataFrame, key: str, label: str, value_fmt: str) -> None:
+def _bar_panel(axis: Any, y: np.ndarray, rows: pl.DataFrame, key: str, label: str, value_fmt: str, *,
+               from_zero: bool) -> None:
     mean = np.array([np.nan if v is None else v for v in rows[key].to_list()], dtype=float)
     std = np.nan_to_num(np.array([np.nan if v is None else v for v in rows[f"{key}_std"].to_list()], dtype=float))
     axis.barh(y, mean, xerr=std, color="#4c72b0", ecolor="black", capsize=3, height=0.6)
     finite = np.isfinite(mean)
     if finite.any():
         low, high = float(np.min(mean[finite] - std[finite])), float(np.max(mean[finite] + std[finite]))
-        if key in {k for k, _, _ in COST_PANELS}:
+        if from_zero:
             # Costs compare as ratios (3x slower), so their bars start at zero.
             axis.set_xlim(0.0, 1.35 * high)
             axis.xaxis.set_major_formatter("{x:,.0f}")
@@ -246,7 +247,7 @@ def plot_study(path: Path, summary: pl.DataFrame, study: str, title: str) -> Non
                              sharey=True, squeeze=False)
     for axis_row, panels in zip(axes, panel_rows):
         for axis, (key, label, value_fmt) in zip(axis_row, panels):
-            _bar_panel(axis, y, rows, key, label, value_fmt)
+            _bar_panel(axis, y, rows, key, label, value_fmt, from_zero=panels is COST_PANELS)
         axis_row[0].set_yticks(y, names)
     axes[0][0].invert_yaxis()
     seeds = int(rows["seeds"].max()) if rows.height else 0

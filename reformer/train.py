@@ -116,6 +116,13 @@ def _validation_picks(model: Reformer, inputs: tuple[torch.Tensor, ...], applica
     return argmax_applicable(logits.numpy(), applicable)
 
 
+def training_epochs(config: FitConfig, n_train: int) -> int:
+    """The epochs :func:`fit` runs on ``n_train`` training problems: ``config.epochs``, or more when a small
+    dataset (a quick CPU sweep) would otherwise give the optimiser fewer than ``config.min_steps`` steps."""
+    batches = (n_train + config.batch_size - 1) // config.batch_size
+    return max(config.epochs, -(-config.min_steps // batches))
+
+
 def applicable_seen(matrix: RuntimeMatrix) -> dict[str, list[str]]:
     """Per ``direction/dtype`` of the problems, the kernels with a time for at least one of them."""
     keys = [f"{d}/{t}" for d, t in zip(matrix.problems["direction"], matrix.problems["dtype"])]
@@ -173,8 +180,7 @@ def fit(matrix: RuntimeMatrix, config: FitConfig | None = None, *, split: Split 
 
     n = len(target)
     batches = (n + config.batch_size - 1) // config.batch_size
-    # Small datasets (a quick CPU sweep) get more epochs so the optimiser still takes min_steps steps.
-    epochs = max(config.epochs, -(-config.min_steps // batches))
+    epochs = training_epochs(config, n)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = _scheduler(optimizer, config, epochs * batches)
     generator = torch.Generator().manual_seed(config.seed)
