@@ -416,14 +416,17 @@ def reformer_select(model_dir: str, problem: str, applicable: str | None, top: i
 @click.option("--studies", default="all", show_default=True,
               help="Comma-separated subset of: labels, paths, blocks, block-type, noise, baselines.")
 @click.option("--quick", is_flag=True, help="Seeded subsample and short training (whole grid in minutes).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Training epochs of every Reformer cell  [default: reformer fit's, or --quick's].  Fewer make "
+                   "the grid cheaper in proportion, at some accuracy (see docs/ablations.md).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Cells run in parallel processes.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="torch/LightGBM threads per job (prefer --jobs: extra threads stall on a busy machine).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar over the cells.")
 @click.option("--report-only", is_flag=True,
               help="Compute nothing: write the report from the cells finished so far (e.g. while the grid runs).")
-def reformer_ablate(dataset: str, report_dir: str, seeds: int, studies: str, quick: bool, jobs: int,
-                    threads: int, progress: bool, report_only: bool) -> None:
+def reformer_ablate(dataset: str, report_dir: str, seeds: int, studies: str, quick: bool, epochs: int | None,
+                    jobs: int, threads: int, progress: bool, report_only: bool) -> None:
     """Run the ablation studies and baselines on DATASET; write results.parquet, report.md and plots."""
     import shlex
     import signal
@@ -436,7 +439,7 @@ def reformer_ablate(dataset: str, report_dir: str, seeds: int, studies: str, qui
     from reformer.ablation_report import write_report
 
     options = AblationOptions(studies=parse_studies(studies), seeds=tuple(range(seeds)),
-                              quick=QuickSettings() if quick else None, jobs=jobs, threads=threads)
+                              quick=QuickSettings() if quick else None, epochs=epochs, jobs=jobs, threads=threads)
     command = "reformer ablate " + shlex.join(sys.argv[2:]) if len(sys.argv) > 2 else None
     outcome = run_ablation(dataset, report_dir, options, progress=progress, say=click.echo, command=command,
                            compute=not report_only)

@@ -158,6 +158,8 @@ class AblationOptions:
             load), so use ``jobs`` for parallelism.
         fractions: train / validation / test shares of every split.
         base: the FitConfig every Reformer variant starts from (default: ``reformer fit``'s defaults).
+        epochs: training epochs of every Reformer cell, overriding ``base`` and ``quick`` (``None``: theirs).
+            Fewer epochs make the grid cheaper in proportion, at some accuracy (docs/ablations.md).
     """
 
     studies: tuple[str, ...] = STUDIES
@@ -167,10 +169,13 @@ class AblationOptions:
     threads: int = 1
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     base: FitConfig | None = None
+    epochs: int | None = None
 
     def __post_init__(self) -> None:
         if not self.seeds:
             raise InputError("--seeds must be >= 1")
+        if self.epochs is not None and self.epochs < 1:
+            raise InputError(f"--epochs must be >= 1, got {self.epochs}")
         if self.jobs < 1:
             raise InputError(f"--jobs must be >= 1, got {self.jobs}")
         if self.threads < 1:
@@ -207,6 +212,8 @@ def make_cell(variant: Variant, seed: int, options: AblationOptions) -> Cell:
                                split=SplitSpec(fractions=options.fractions, seed=seed), seed=seed)
     if quick is not None:
         base = dataclasses.replace(base, epochs=quick.epochs, min_steps=quick.min_steps)
+    if options.epochs is not None:
+        base = dataclasses.replace(base, epochs=options.epochs)
     if variant.kind == "reformer":
         config = dataclasses.replace(base, **dict(variant.changes))
         settings = {k: v for k, v in config.as_dict().items() if k != "threads"}
@@ -554,6 +561,9 @@ def run_ablation(
         say(notice)
 
     identity = {"data": data_id, "studies": list(options.studies), "seeds": list(options.seeds)}
+    if options.epochs is not None:
+        # A grid trained for other epochs is another run: its invocations must not add to this one's wall time.
+        identity["epochs"] = options.epochs
     run = _load_run(report_dir)
     if run.get("identity") != identity:
         # Another dataset or grid in this directory: its invocations do not count towards this run's wall time.
@@ -574,6 +584,7 @@ def run_ablation(
             "quick": None if options.quick is None else dataclasses.asdict(options.quick),
             "jobs": options.jobs,
             "threads_per_job": options.threads,
+            "epochs": options.epochs,
             "base": make_cell(Variant("base", "defaults"), options.seeds[0], options).settings,
         },
         environment=environment(),

@@ -391,7 +391,9 @@ def _setup_section(outcome: Any, results: pl.DataFrame) -> list[str]:
     if base:
         keys = ("labels", "ratio_power", "dim", "blocks", "block", "paths", "activation", "exact_values", "epochs",
                 "min_steps", "batch_size", "lr", "weight_decay", "schedule", "patience")
-        lines += ["**Reformer base configuration** (`reformer fit` defaults, with `--quick`'s epochs in a quick run; "
+        trained = (f"with `--epochs {options['epochs']}`" if options.get("epochs") is not None
+                   else "with `--quick`'s epochs in a quick run")
+        lines += [f"**Reformer base configuration** (`reformer fit` defaults, {trained}; "
                   "every variant changes only its study's field): "
                   + ", ".join(f"{k}={base[k]}" for k in keys if k in base)
                   + f", derived tokens {', '.join(base.get('derived', [])) or 'none'}.", ""]

@@ -139,6 +139,32 @@ def test_shared_cells_and_keys_follow_settings(matrix):
     assert same == keys  # threads change speed, not results: finished cells stay valid
 
 
+def test_epochs_option_retrains_reformer_cells_only(matrix):
+    rows = [v for s in ("paths", "baselines") for v in variants(s)]
+    options = _options(studies=("paths", "baselines"))
+    keys, cells, _ = plan_cells(rows, options, data_identity(matrix, options))
+    fewer = dataclasses.replace(options, epochs=1)
+    fewer_keys, fewer_cells, _ = plan_cells(rows, fewer, data_identity(matrix, fewer))
+    assert {c.config.epochs for c in fewer_cells.values() if c.kind == "reformer"} == {1}
+    assert {c.config.epochs for c in cells.values() if c.kind == "reformer"} == {TINY.epochs}
+    for row, key in keys.items():  # baselines are untouched and stay shared; Reformer cells are new work
+        assert (fewer_keys[row] == key) == (cells[key].kind != "reformer"), row
+    with pytest.raises(InputError, match="--epochs must be >= 1"):
+        dataclasses.replace(options, epochs=0)
+
+
+def test_cli_epochs_is_recorded_and_reported(dataset_path, tmp_path):
+    result = CliRunner().invoke(reformer, ["ablate", str(dataset_path), "-o", str(tmp_path), "--quick", "--seeds", "1",
+                                           "--studies", "blocks", "--epochs", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["options"]["epochs"] == 2 and run["identity"]["epochs"] == 2
+    assert run["options"]["base"]["epochs"] == 2
+    assert "with `--epochs 2`" in (tmp_path / "report.md").read_text()
+    bad = CliRunner().invoke(reformer, ["ablate", str(dataset_path), "-o", str(tmp_path), "--epochs", "0"])
+    assert bad.exit_code == 2 and "--epochs" in bad.output
+
+
 def test_parallel_jobs_match_serial(tmp_path, dataset_path):
     options = _options(studies=("block-type",))
     serial = run_ablation(dataset_path, tmp_path / "a", options, progress=False, say=lambda _: None)
