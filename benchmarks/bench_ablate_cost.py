@@ -23,7 +23,7 @@ printed).
 
 Usage::
 
-    python benchmarks/bench_ablate_cost.py DATASET [--seeds 3] [--jobs 2] [--train-problems 32768]
+    python benchmarks/bench_ablate_cost.py DATASET [--seeds 3] [--jobs 2] [--epochs N] [--train-problems 32768]
         [--target-hours 3] [--calibrate REPORT_DIR] [--json]
 """
 
@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("dataset")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of the grid to project (default 3)")
     parser.add_argument("--jobs", type=int, default=2, help="parallel jobs the grid would run (default 2)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="project the grid of `reformer ablate --epochs N` (default: fit's epochs)")
     parser.add_argument("--train-problems", type=int, default=32768,
                         help="training problems of the one measured epoch per cell (default 32768)")
     parser.add_argument("--target-hours", type=float, default=3.0, help="wall-time target of the grid (default 3)")
@@ -68,7 +70,8 @@ def main() -> None:
     args = parser.parse_args()
 
     matrix = load_data(args.dataset, None)
-    options = AblationOptions(seeds=tuple(range(args.seeds)), jobs=args.jobs)
+    # The grid's own options, so the cells (and --calibrate's recorded ones) are keyed as that grid keys them.
+    options = AblationOptions(seeds=tuple(range(args.seeds)), jobs=args.jobs, epochs=args.epochs)
     rows = [v for study in STUDIES for v in variants(study)]
     keys, cells, users = plan_cells(rows, options, data_identity(matrix, options))
     split = make_split(matrix.problems, SplitSpec(fractions=options.fractions, seed=0))

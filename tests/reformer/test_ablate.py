@@ -304,14 +304,16 @@ def test_cost_benchmark_projects_every_reformer_cell_of_the_grid(dataset_path):
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_ablate_cost.py"
+    # --epochs as `reformer ablate --epochs` takes it: above the small dataset's min_steps floor, so it shows.
     done = subprocess.run([sys.executable, str(script), str(dataset_path), "--seeds", "2", "--train-problems", "128",
-                           "--json"], capture_output=True, text=True, timeout=600, check=True)
+                           "--epochs", "5000", "--json"], capture_output=True, text=True, timeout=600, check=True)
     summary = json.loads(done.stdout)
     reformer_rows = [v for s in STUDIES for v in variants(s) if v.kind == "reformer"]
     assert len(summary["cells"]) == 19 < len(reformer_rows)  # shared configurations are trained once
     assert summary["reformer_cells"] == 2 * 19
     n_train = summary["training_problems"]
     for line in summary["cells"]:
+        assert line["epochs"] == 5000
         assert line["projected_train_s"] == pytest.approx(line["epochs"] * n_train / line["train_problems_per_s"])
     assert summary["projected_wall_h"] == pytest.approx(
         2 * sum(line["projected_train_s"] for line in summary["cells"]) / 2 / 3600)
