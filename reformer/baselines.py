@@ -36,7 +36,7 @@ from reformer.features import DERIVED_TOKENS, FIELD_TOKENS, FeatureEncoder, deri
 from reformer.metrics import argmax_applicable, oracle_picks, selection_metrics, static_order
 from reformer.model import soft_cross_entropy
 from reformer.splits import Split
-from reformer.train import EpochRecord
+from reformer.train import EpochRecord, one_cycle
 
 LEARNED_BASELINES = ("lightgbm", "mlp")
 
@@ -302,8 +302,7 @@ def fit_mlp(matrix: RuntimeMatrix, split: Split, config: MLPConfig | None = None
     n = len(x)
     batches = (n + config.batch_size - 1) // config.batch_size
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * batches,
-                                                    pct_start=0.25)
+    scheduler = one_cycle(optimizer, max_lr=config.lr, steps=config.epochs * batches)
     generator = torch.Generator().manual_seed(config.seed)
     curve: list[EpochRecord] = []
     best = (-np.inf, 0, copy.deepcopy(net.state_dict()))

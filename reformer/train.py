@@ -90,12 +90,22 @@ def _tensors(encoded: EncodedProblems, applicable: np.ndarray) -> tuple[torch.Te
     )
 
 
+def one_cycle(optimizer: torch.optim.Optimizer, *, max_lr: float, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """OneCycleLR over ``steps`` optimiser steps with a 25 % warm-up, safe for very short runs.
+
+    OneCycleLR divides by the length of each phase in steps (pct_start · steps - 1, then the rest), so
+    runs of a few steps (a tiny sweep, ``--quick`` on a small dataset) get a longer warm-up share, and
+    fewer than 3 steps, which cannot have both phases, train at a constant ``max_lr``.
+    """
+    if steps < 3:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=steps,
+                                               pct_start=max(0.25, 2.0 / steps))
+
+
 def _scheduler(optimizer: torch.optim.Optimizer, config: FitConfig, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    if config.schedule == "onecycle" and steps >= 3:
-        # OneCycleLR divides by the length of each phase in steps (pct_start · steps - 1, then the rest):
-        # very short runs (a tiny sweep) need a longer warm-up share, and fewer than 3 steps cannot have both.
-        pct_start = max(0.25, 2.0 / steps)
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps, pct_start=pct_start)
+    if config.schedule == "onecycle":
+        return one_cycle(optimizer, max_lr=config.lr, steps=steps)
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)

@@ -110,6 +110,14 @@ def test_mlp_keeps_best_validation_epoch_and_records_curve(mlp):
     assert all(0 <= r.validation_top1 <= 1 for r in mlp.curve)
 
 
+@pytest.mark.parametrize("epochs", [1, 2, 3, 4])  # one step per epoch: OneCycleLR once divided by zero at 4 steps
+def test_mlp_trains_very_short_runs(matrix, split, epochs):
+    """`reformer ablate --quick` on a small dataset (the README demo's) gives the MLP a handful of steps."""
+    fitted = fit_mlp(matrix, split, MLPConfig(hidden=(16,), epochs=epochs, batch_size=len(split.train), seed=0))
+    assert [r.epoch for r in fitted.curve] == list(range(1, epochs + 1))
+    assert all(np.isfinite(r.train_loss) and r.lr > 0 for r in fitted.curve)
+
+
 def test_mlp_is_deterministic(matrix, split):
     config = MLPConfig(hidden=(16,), epochs=2, batch_size=128, seed=3)
     a = fit_mlp(matrix, split, config).selector
