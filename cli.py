@@ -277,6 +277,12 @@ def _parse_problem(text: str) -> dict[str, str]:
 @click.option("-o", "--output", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
 @click.option("--labels", type=click.Choice(["onehot", "softmax", "ratio"]), default=_FIT.labels, show_default=True,
               help="Training target: one-hot on the fastest, softmax of -t/tau, or ratio-preserving q ∝ t^-γ.")
+@click.option("--candidates", type=click.Choice(["context", "measured"]), default=_FIT.candidates, show_default=True,
+              help="Normalise each training problem's softmax over its candidates (every kernel a caller may offer "
+                   "without measuring, so unmeasured ones are pushed down) or over its measured kernels only "
+                   "(the paper's closed protocol).")
+@click.option("--membership-weight", type=float, default=_FIT.membership_weight, show_default=True,
+              help="λ of the term that pushes unmeasured candidates down (with --candidates context).")
 @click.option("--softmax-tau", "softmax_tau_ms", type=float, default=_FIT.softmax_tau_ms, show_default=True, help="τ in ms for --labels softmax.")
 @click.option("--ratio-power", type=float, default=_FIT.ratio_power, show_default=True, help="γ for --labels ratio (q ∝ t^-γ).")
 @click.option("--time-weight", type=float, default=_FIT.time_weight, show_default=True,
@@ -310,16 +316,19 @@ def _parse_problem(text: str) -> dict[str, str]:
               help="σ of log-normal noise multiplied into training runtimes (robustness studies).")
 @click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default=_FIT.precision, show_default=True,
               help="Training arithmetic: bfloat16 autocasts the forward pass (weights and inference stay float32).")
+@click.option("--top-k", "top_k", default="1,2,3", show_default=True,
+              help="Also score the best measured kernel among the first k ranked, for each k (both protocols).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def reformer_fit(dataset: str, model_dir: str, derived: str, fractions: str, split_by: str | None, group_by: str | None,
-                 quiet: bool, **options) -> None:
+                 quiet: bool, top_k: str, **options) -> None:
     """Train a Reformer on DATASET, save it to MODEL_DIR and print test metrics beside the baselines."""
     from reformer.config import FitConfig
     from reformer.data import load_matrix
-    from reformer.report import metrics_table, save_fit
+    from reformer.report import metrics_table, open_table, save_fit
     from reformer.splits import SplitSpec, parse_split_by
     from reformer.train import fit
 
+    top_ks = tuple(_parse_ints(top_k, "--top-k"))
     try:
         shares = tuple(float(x) for x in fractions.split(","))
     except ValueError:
@@ -333,15 +342,17 @@ def reformer_fit(dataset: str, model_dir: str, derived: str, fractions: str, spl
     matrix = load_matrix(dataset)
     click.echo(f"{dataset}: {matrix.n_problems} problems, {len(matrix.kernels)} kernels"
                f" ({matrix.dropped_problems} problems without an ok row dropped)")
-    result = fit(matrix, config)
+    result = fit(matrix, config, top_ks=top_ks)
     save_fit(model_dir, result)
     sizes = result.split.sizes()
     click.echo(f"split: {spec.describe()}: train {sizes['train']}, validation {sizes['validation']}, test {sizes['test']}")
     click.echo(f"fit: {result.fit_seconds:.1f} s, {len(result.curve)} epochs, best epoch {result.best_epoch}; "
                f"select latency p50 {result.latency_us['p50']:.0f} µs")
     test = result.evaluations["test"]
-    click.echo(f"test split ({test.model.n_problems} problems):")
+    click.echo(f"test split ({test.model.n_problems} problems), closed protocol (choosing among the measured kernels):")
     click.echo(metrics_table({"reformer": test.model, **test.baselines}))
+    click.echo("open protocol (ranking every candidate; a pick that was not measured is charged the slowest measured time):")
+    click.echo(open_table({"reformer": test.model, **test.baselines}, top_ks=top_ks))
     train = result.evaluations["train"].model
     click.echo(f"train top-1 {train.top1:.4f}, oracle ratio {train.oracle_ratio:.4f}")
     click.echo(f"saved to {model_dir}")
@@ -352,18 +363,21 @@ def reformer_fit(dataset: str, model_dir: str, derived: str, fractions: str, spl
 @click.argument("dataset", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the model's metrics.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random baseline.")
-def reformer_evaluate(model_dir: str, dataset: str, as_json: bool, seed: int) -> None:
+@click.option("--top-k", "top_k", default=None,
+              help="Comma-separated k: also score the best measured kernel among the first k ranked (both protocols).")
+def reformer_evaluate(model_dir: str, dataset: str, as_json: bool, seed: int, top_k: str | None) -> None:
     """Score the model in MODEL_DIR on every problem of DATASET (e.g. another device's)."""
     import json
 
     from reformer.data import load_matrix
     from reformer.evaluate import evaluate
-    from reformer.report import json_metrics, metrics_table
+    from reformer.report import json_metrics, metrics_table, open_table
     from reformer.selector import Selector
 
+    top_ks = tuple(_parse_ints(top_k, "--top-k")) if top_k is not None else ()
     selector = Selector.load(model_dir)
     matrix = load_matrix(dataset)
-    result = evaluate(selector, matrix, seed=seed)
+    result = evaluate(selector, matrix, seed=seed, top_ks=top_ks)
     notes = []
     if result.unknown_kernels:
         notes.append(f"{len(result.unknown_kernels)} kernel(s) of the dataset unknown to the model "
@@ -380,28 +394,62 @@ def reformer_evaluate(model_dir: str, dataset: str, as_json: bool, seed: int) ->
     click.echo(f"{dataset}: {result.model.n_problems} problems scored")
     for note in notes:
         click.echo(note)
+    click.echo("closed protocol (choosing among the measured kernels):")
     click.echo(metrics_table({"reformer": result.model, **result.baselines}))
+    click.echo("open protocol (ranking every candidate; a pick that was not measured is charged the slowest measured time):")
+    click.echo(open_table({"reformer": result.model, **result.baselines}, top_ks=top_ks))
 
 
 @reformer.command("select")
 @click.argument("model_dir", type=click.Path(file_okay=False, path_type=str))
 @click.option("--problem", required=True, help='Problem fields, e.g. "batch=32,in_channels=64,in_h=56,in_w=56,'
               'out_channels=64,filter_h=3,filter_w=3,pad_h=1,pad_w=1,dtype=fp32,direction=fwd".')
-@click.option("--applicable", default=None, help="Comma-separated kernels to choose from (default: all the model knows).")
-@click.option("--top", type=int, default=5, show_default=True, help="How many ranked kernels to print.")
-def reformer_select(model_dir: str, problem: str, applicable: str | None, top: int) -> None:
-    """Rank kernels for one problem with the model in MODEL_DIR."""
+@click.option("--applicable", default=None,
+              help="Comma-separated kernels to choose from (default: the model's candidates for the problem).")
+@click.option("--top", type=click.IntRange(min=1), default=None,
+              help="Print only the first N ranked kernels  [default: every candidate].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: the ranked list and whether the "
+              "problem's context was seen in training.")
+def reformer_select(model_dir: str, problem: str, applicable: str | None, top: int | None, as_json: bool) -> None:
+    """Rank kernels for one problem with the model in MODEL_DIR, best first.
+
+    Without --applicable the list is every candidate the model's rule offers for the problem (see
+    docs/reformer.md): the order in which a library would try kernels, skipping those its own applicability
+    check rejects.
+    """
+    import json
+
     from reformer.selector import Selector
 
     selector = Selector.load(model_dir)
     names = None if applicable is None else [k.strip() for k in applicable.split(",") if k.strip()]
-    ranked = selector.select(_parse_problem(problem), applicable=names, top=top)
+    fields = _parse_problem(problem)
+    seen = True
+    if names is None:
+        seen = selector.candidate_mask(selector_problem(fields))[1]
+    ranked = selector.select(fields, applicable=names, top=top or len(selector.kernels))
     unknown = selector.unknown_kernels(names or [])
     if unknown:
         click.echo(f"ignored kernel(s) unknown to the model: {', '.join(unknown)}", err=True)
+    if not seen:
+        click.echo("warning: the model never saw a training problem of this problem's context "
+                   f"({selector.rule.describe(selector_problem(fields).as_row())}); its candidates come from a "
+                   "coarser context and the ranking is less reliable", err=True)
+    if as_json:
+        click.echo(json.dumps({"ranked": [{"kernel": k, "probability": p} for k, p in ranked],
+                               "candidates": "applicable" if names is not None else selector.rule.kind,
+                               "context_seen": seen}))
+        return
     width = max(len(k) for k, _ in ranked)
     for rank, (kernel, probability) in enumerate(ranked, 1):
         click.echo(f"{rank:>3}  {kernel:{width}}  {probability:.4f}")
+
+
+def selector_problem(fields: dict[str, str]):
+    """The validated problem of ``--problem`` (InputError names the field)."""
+    from kernelbench.problem import ConvProblem
+
+    return ConvProblem.from_mapping(fields)
 
 
 # ---------------------------------------------------------------- reformer ablate

@@ -42,9 +42,10 @@ from reformer.data import RuntimeMatrix, load_matrix
 from reformer.splits import Split, SplitSpec, make_split
 from reformer.store import write_json
 
-STUDIES = ("labels", "paths", "blocks", "block-type", "noise", "baselines")
+STUDIES = ("labels", "candidates", "paths", "blocks", "block-type", "noise", "baselines")
 STUDY_TITLES = {
     "labels": "Label formulation",
+    "candidates": "Training softmax over the candidates or the measured kernels",
     "paths": "Γ-block dual path",
     "blocks": "Number of Γ-blocks",
     "block-type": "Γ-block vs transformer block (same width and depth)",
@@ -53,6 +54,8 @@ STUDY_TITLES = {
 }
 BASELINE_KINDS = ("oracle", "random", "static", "lightgbm", "mlp")
 NOISE_SIGMAS = (0.0, 0.05, 0.2)
+#: The k of the top-k metrics every cell records (both protocols).
+TOP_KS = (2, 3)
 SOFTMAX_TAUS_MS = (0.1, 1.0, 10.0)
 CELLS_DIR = "cells"
 RUN_FILE = "run.json"
@@ -93,6 +96,9 @@ def variants(study: str) -> tuple[Variant, ...]:
     if study == "labels":
         # γ = 1 is the paper's ratio-preserving label (q_i / q_j = t_j / t_i), whatever the default γ is.
         return tuple(_label_variants(study, taus=SOFTMAX_TAUS_MS, powers=(1.0,)))
+    if study == "candidates":
+        return (Variant(study, "context (default)", changes=(("candidates", "context"),)),
+                Variant(study, "measured (the paper's closed training)", changes=(("candidates", "measured"),)))
     if study == "paths":
         return (Variant(study, "both", changes=(("paths", "both"),)),
                 Variant(study, "affine only (no nonlinear path)", changes=(("paths", "affine"),)),
@@ -225,6 +231,9 @@ def make_cell(variant: Variant, seed: int, options: AblationOptions) -> Cell:
     else:
         return Cell(variant.kind, seed, {"fractions": list(options.fractions)})
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "threads"}
+    if getattr(config, "candidates", None) == "measured":
+        # As for FitConfig.as_dict: the closed training keeps the keys of cells computed before the option.
+        del settings["candidates"], settings["membership_weight"]
     settings.update(fractions=list(options.fractions), derived=list(base.derived))
     return Cell(variant.kind, seed, settings, config)
 
@@ -299,7 +308,7 @@ def _reformer_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[st
     from reformer.metrics import latency_us
     from reformer.train import fit
 
-    result = fit(matrix, cell.config, split=split)
+    result = fit(matrix, cell.config, split=split, top_ks=TOP_KS)
     selector = result.selector
     sample = _sample_row(matrix, split.test)
     with _one_torch_thread():
@@ -325,27 +334,29 @@ def _reformer_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[st
 
 def _baseline_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[str, Any]:
     from reformer import baselines
+    from reformer.candidates import split_rule
     from reformer.metrics import (
         argmax_applicable,
         first_applicable,
         latency_us,
-        oracle_picks,
         picked_times,
-        random_picks,
         selection_metrics,
         static_order,
+        with_ranking,
     )
 
-    train, test = matrix.subset(split.train), matrix.subset(split.test)
+    train, validation, test = matrix.subset(split.train), matrix.subset(split.validation), matrix.subset(split.test)
     order = static_order(train.time_ms)
+    rule = split_rule(train, validation)
     nan = float("nan")
     extra: dict[str, Any] = {"fit_seconds": nan, "latency_us_p50": nan, "latency_us_p99": nan, "batched_per_s": nan}
     if cell.kind == "oracle":
-        def pick(side: RuntimeMatrix) -> np.ndarray:
-            return oracle_picks(side.time_ms)
+        def scores(side: RuntimeMatrix, mask: np.ndarray) -> np.ndarray:
+            # The oracle knows what was measured: whatever it is offered, it ranks the measured kernels by time.
+            return np.where(side.applicable, -np.nan_to_num(side.time_ms, nan=np.inf), -np.inf)
     elif cell.kind == "random":
-        def pick(side: RuntimeMatrix) -> np.ndarray:
-            return random_picks(side.applicable, seed=cell.seed)
+        def scores(side: RuntimeMatrix, mask: np.ndarray) -> np.ndarray:
+            return np.where(mask, np.random.default_rng(cell.seed).random(mask.shape), -np.inf)
     else:
         if cell.kind == "static":
             started = time.perf_counter()
@@ -357,8 +368,8 @@ def _baseline_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[st
             fitted = baselines.fit_lightgbm(matrix, split, cell.config, derived=cell.settings["derived"])
         selector = fitted.selector
 
-        def pick(side: RuntimeMatrix) -> np.ndarray:
-            return argmax_applicable(selector.scores(side.columns(), side.applicable), side.applicable)
+        def scores(side: RuntimeMatrix, mask: np.ndarray) -> np.ndarray:
+            return selector.scores(side.columns(), mask)
 
         row, mask = _sample_row(matrix, split.test), test.applicable[0]
         with _one_torch_thread():
@@ -371,13 +382,19 @@ def _baseline_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[st
             "batched_per_s": throughput_per_s(lambda: selector.scores(columns, applicable), test.n_problems),
             "curve": [dataclasses.asdict(r) for r in fitted.curve],
         }
-    picks = pick(test)
-    train_picks = pick(train)
-    metrics = selection_metrics(test.time_ms, picks, first_applicable(order, test.applicable))
-    train_metrics = selection_metrics(train.time_ms, train_picks, first_applicable(order, train.applicable))
+
+    def metrics_of(side: RuntimeMatrix) -> Any:
+        closed = scores(side, side.applicable)
+        picks = argmax_applicable(closed, side.applicable)
+        metrics = selection_metrics(side.time_ms, picks, first_applicable(order, side.applicable))
+        candidates = rule.masks(side.columns(), side.kernels)[0]
+        return with_ranking(metrics, side.time_ms, closed_scores=closed, open_scores=scores(side, candidates),
+                            top_ks=TOP_KS), picks
+
+    metrics, picks = metrics_of(test)
     return {
         "metrics": metrics.as_dict(),
-        "train_top1": train_metrics.top1,
+        "train_top1": metrics_of(train)[0].top1,
         **extra,
         "ratio_quantiles": _ratio_quantiles(np.nanmin(test.time_ms, axis=1), picked_times(test.time_ms, picks)),
     }

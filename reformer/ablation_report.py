@@ -19,14 +19,15 @@ import numpy as np
 import polars as pl
 
 from kernelbench.schema import atomic_write_bytes
-from reformer.metrics import METRIC_KEYS
+from reformer.metrics import METRIC_KEYS, OPEN_METRIC_KEYS
 
 RESULTS_FILE = "results.parquet"
 REPORT_FILE = "report.md"
 CDF_PNG = "cdf_pick_over_best.png"
 CURVES_PNG = "training_curves.png"
 #: Columns of ``results.parquet``, in order: the issue's names (metric keys as in ``reformer evaluate --json``).
-RESULT_COLUMNS = ("study", "variant", "seed", *METRIC_KEYS, "train_top1", "fit_seconds", "latency_us_p50",
+RESULT_COLUMNS = ("study", "variant", "seed", *METRIC_KEYS, *OPEN_METRIC_KEYS, "top2_oracle_ratio", "top2_sum_ratio",
+                  "open_top2_oracle_ratio", "open_top2_sum_ratio", "train_top1", "fit_seconds", "latency_us_p50",
                   "batched_per_s")
 PACKAGES = ("kernelbench-reformer", "torch", "numpy", "numba", "polars", "pyarrow", "lightgbm", "matplotlib")
 
@@ -50,23 +51,37 @@ COLUMNS = {c.key: c for c in (
     Column("mean_pick_ms", "mean t_pick (ms)", "{:.4f}", False),
     Column("speedup_static_sum", "speedup vs static (Σ)", "{:.3f}", True),
     Column("speedup_static_geomean", "speedup vs static (geomean)", "{:.3f}", True),
+    Column("open_hit_rate", "open: hit rate", "{:.4f}", True),
+    Column("open_top1", "open: top-1", "{:.4f}", True),
+    Column("open_within5", "open: within-5 %", "{:.4f}", True),
+    Column("open_oracle_ratio", "open: oracle ratio", "{:.4f}", True),
+    Column("open_sum_ratio", "open: Σpick/Σbest", "{:.4f}", False),
+    Column("top2_oracle_ratio", "top-2 oracle ratio", "{:.4f}", True),
+    Column("open_top2_oracle_ratio", "open: top-2 oracle ratio", "{:.4f}", True),
+    Column("open_top2_sum_ratio", "open: top-2 Σpick/Σbest", "{:.4f}", False),
     Column("fit_seconds", "fit (s)", "{:.1f}", False),
     Column("latency_us_p50", "latency p50 (µs, 1 problem, 1 thread)", "{:.0f}", False),
     Column("batched_per_s", "batched (problems/s)", "{:,.0f}", True),
 )}
+#: The open-protocol columns of the studies that compare selectors' rankings (cells computed before the open
+#: protocol existed show "–" there).
+_OPEN_COLUMNS = ("open_hit_rate", "open_top1", "open_oracle_ratio", "open_sum_ratio", "top2_oracle_ratio",
+                 "open_top2_oracle_ratio")
 #: The columns of each study's table (the metrics the issue asks for, and the ones that explain them).
 STUDY_COLUMNS = {
     # Σ speedups hinge on the few longest test problems (one mis-pick can halve them), so every study
     # that reports a speedup shows the per-problem geomean beside it.
     "labels": ("top1", "within5", "oracle_ratio", "sum_ratio", "mean_pick_ms", "speedup_static_sum",
-               "speedup_static_geomean"),
+               "speedup_static_geomean", *_OPEN_COLUMNS),
+    "candidates": ("top1", "oracle_ratio", "sum_ratio", *_OPEN_COLUMNS),
     "paths": ("train_top1", "top1", "oracle_ratio", "speedup_static_sum", "speedup_static_geomean", "fit_seconds",
               "latency_us_p50", "batched_per_s"),
     "blocks": ("top1", "within5", "oracle_ratio", "fit_seconds", "latency_us_p50", "batched_per_s"),
     "block-type": ("train_top1", "top1", "oracle_ratio", "fit_seconds", "latency_us_p50", "batched_per_s"),
     "noise": ("top1", "within5", "oracle_ratio", "sum_ratio", "speedup_static_sum", "speedup_static_geomean"),
     "baselines": ("train_top1", "top1", "within5", "oracle_ratio", "sum_ratio", "mean_pick_ms",
-                  "speedup_static_sum", "speedup_static_geomean", "fit_seconds", "latency_us_p50", "batched_per_s"),
+                  "speedup_static_sum", "speedup_static_geomean", *_OPEN_COLUMNS, "fit_seconds", "latency_us_p50",
+                  "batched_per_s"),
 }
 #: Rows never marked best: upper bounds, not competitors.
 NOT_COMPETING = ("oracle",)
@@ -117,6 +132,11 @@ def results_frame(outcome: Any) -> pl.DataFrame:
             if record is None:
                 continue
             row = {"study": variant.study, "variant": variant.name, "seed": seed, **record["metrics"]}
+            for prefix, key in (("", "topk"), ("open_", "open_topk")):
+                for name, value in record["metrics"].get(key, {}).get("2", {}).items():
+                    if name != "top1":
+                        row[f"{prefix}top2_{name}"] = value
+            row.pop("topk", None), row.pop("open_topk", None)
             row.update({k: record[k] for k in ("train_top1", "fit_seconds", "latency_us_p50", "batched_per_s")})
             rows.append(row)
     schema = {c: pl.Float64 for c in RESULT_COLUMNS}

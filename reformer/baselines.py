@@ -21,7 +21,6 @@ raises :class:`BaselineUnavailable` without it.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
@@ -33,10 +32,11 @@ from torch import nn
 
 from reformer.data import RuntimeMatrix
 from reformer.features import DERIVED_TOKENS, FIELD_TOKENS, FeatureEncoder, derived_values
-from reformer.metrics import argmax_applicable, oracle_picks, selection_metrics, static_order
+from reformer.candidates import split_rule
+from reformer.metrics import argmax_applicable, oracle_picks, ranking_metrics, selection_metrics, static_order
 from reformer.model import soft_cross_entropy
 from reformer.splits import Split
-from reformer.train import EpochRecord, one_cycle
+from reformer.train import EpochRecord, LoopOptions, one_cycle, train_loop
 
 LEARNED_BASELINES = ("lightgbm", "mlp")
 
@@ -151,9 +151,10 @@ class StaticSelector:
 class MLPConfig:
     """The MLP baseline: dense + ReLU layers of widths ``hidden``, one logit per kernel.
 
-    Trained like Reformer (AdamW, one-cycle schedule, masked cross-entropy)
-    but on one-hot labels; the epoch with the best validation geomean oracle
-    ratio is kept.
+    Trained like Reformer (AdamW, one-cycle schedule, the same loss over the same
+    candidates, see ``FitConfig.candidates``) but on one-hot labels; the epoch
+    with the best validation geomean oracle ratio (of the protocol it is
+    trained for) is kept.
     """
 
     hidden: tuple[int, ...] = (256, 256, 128)
@@ -163,6 +164,8 @@ class MLPConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     threads: int = 1
+    candidates: str = "context"
+    membership_weight: float = 0.3
 
 
 class MLPNet(nn.Module):
@@ -285,7 +288,11 @@ def _train_validation(matrix: RuntimeMatrix, split: Split) -> tuple[RuntimeMatri
 
 def fit_mlp(matrix: RuntimeMatrix, split: Split, config: MLPConfig | None = None, *,
             derived: Sequence[str] = DERIVED_TOKENS) -> BaselineFit:
-    """Train the MLP baseline on ``split.train`` with one-hot labels; keep the best validation epoch."""
+    """Train the MLP baseline on ``split.train`` with one-hot labels; keep the best validation epoch.
+
+    With ``config.candidates == "context"`` its softmax is normalised over each problem's candidates, as
+    Reformer's is (same loss, same candidate rule), and early stopping follows the open protocol.
+    """
     config = config if config is not None else MLPConfig()
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -293,46 +300,40 @@ def fit_mlp(matrix: RuntimeMatrix, split: Split, config: MLPConfig | None = None
     train, validation = _train_validation(matrix, split)
     features = FlatFeatures.fit(train.columns(), derived=derived)
     x = torch.from_numpy(features.encode(train.columns()))
-    applicable = torch.from_numpy(np.ascontiguousarray(train.applicable))
+    measured = torch.from_numpy(np.ascontiguousarray(train.applicable))
     target = torch.nn.functional.one_hot(torch.from_numpy(oracle_picks(train.time_ms)), len(matrix.kernels)).float()
     val_x = torch.from_numpy(features.encode(validation.columns()))
     val_oracle = oracle_picks(validation.time_ms)
+    open_training = config.candidates == "context"
+    rule = split_rule(train, validation) if open_training else None
+    candidates = torch.from_numpy(rule.masks(train.columns(), matrix.kernels)[0] | train.applicable) if rule else None
+    val_candidates = rule.masks(validation.columns(), matrix.kernels)[0] if rule else None
 
     net = MLPNet(features.width, len(matrix.kernels), config.hidden)
     n = len(x)
     batches = (n + config.batch_size - 1) // config.batch_size
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = one_cycle(optimizer, max_lr=config.lr, steps=config.epochs * batches)
-    generator = torch.Generator().manual_seed(config.seed)
-    curve: list[EpochRecord] = []
-    best = (-np.inf, 0, copy.deepcopy(net.state_dict()))
-    for epoch in range(1, config.epochs + 1):
-        net.train()
-        epoch_start = time.perf_counter()
-        order = torch.randperm(n, generator=generator)
-        total = 0.0
-        for b in range(batches):
-            rows = order[b * config.batch_size : (b + 1) * config.batch_size]
-            loss = soft_cross_entropy(net(x[rows]), target[rows], applicable[rows])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.item() * len(rows)
-        seconds = time.perf_counter() - epoch_start
-        net.eval()
+
+    def batch_loss(rows: torch.Tensor) -> torch.Tensor:
+        return soft_cross_entropy(net(x[rows]), target[rows], measured[rows],
+                                  candidates=None if candidates is None else candidates[rows],
+                                  membership_weight=config.membership_weight)
+
+    def validate() -> tuple[float, float]:
         with torch.inference_mode():
-            picks = argmax_applicable(net(val_x).numpy(), validation.applicable)
-        val = selection_metrics(validation.time_ms, picks, val_oracle)
-        curve.append(EpochRecord(epoch=epoch, lr=float(scheduler.get_last_lr()[0]), train_loss=total / n,
-                                 validation_top1=val.top1, validation_oracle_ratio=val.oracle_ratio,
-                                 seconds=time.perf_counter() - started, problems_per_s=n / seconds))
-        if val.oracle_ratio > best[0]:
-            best = (val.oracle_ratio, epoch, copy.deepcopy(net.state_dict()))
-    net.load_state_dict(best[2])
-    net.eval()
+            logits = net(val_x).numpy()
+        if val_candidates is None:
+            val = selection_metrics(validation.time_ms, argmax_applicable(logits, validation.applicable), val_oracle)
+            return val.top1, val.oracle_ratio
+        val_open = ranking_metrics(validation.time_ms, np.where(val_candidates, logits, -np.inf), open_protocol=True)
+        return val_open["open_top1"], val_open["open_oracle_ratio"]
+
+    curve, _ = train_loop(net, batch_loss=batch_loss, validate=validate, optimizer=optimizer, scheduler=scheduler,
+                          started=started, options=LoopOptions(n=n, epochs=config.epochs,
+                                                               batch_size=config.batch_size, seed=config.seed))
     selector = MLPSelector(features=features, net=net, kernels=matrix.kernels)
-    return BaselineFit(selector=selector, fit_seconds=time.perf_counter() - started, curve=tuple(curve))
+    return BaselineFit(selector=selector, fit_seconds=time.perf_counter() - started, curve=curve)
 
 
 def fit_lightgbm(matrix: RuntimeMatrix, split: Split, config: LightGBMConfig | None = None, *,

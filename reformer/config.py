@@ -19,13 +19,18 @@ BLOCKS = ("gamma", "transformer")
 PATHS = ("both", "affine", "nonlinear")
 ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
 PRECISIONS = ("float32", "bfloat16")
+#: What a training problem's softmax is normalised over: its measured kernels only (the closed protocol, the
+#: paper's), or every candidate of its context (reformer.candidates), which also pushes the unmeasured ones down.
+CANDIDATES = ("context", "measured")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FitConfig:
     """Every option of ``reformer fit``; the defaults are the CLI's defaults.
 
-    Attributes (units in names): label formulation and sharpness; ``time_weight`` α weights each
+    Attributes (units in names): label formulation and sharpness; ``candidates``: the training softmax is
+    normalised over the measured kernels (``measured``) or over the problem's candidates (``context``, with
+    the membership term weighted by ``membership_weight``, see :func:`reformer.model.soft_cross_entropy`); ``time_weight`` α weights each
     training problem's loss by ``t_best^α`` (normalised to mean 1; 0 = unweighted); architecture;
     ``derived`` extra tokens; ``exact_values`` (per integer token, how many of its most
     frequent values get an embedding of their own; 0 = off); optimisation (``lr`` is the peak rate of the
@@ -36,6 +41,8 @@ class FitConfig:
     """
 
     labels: str = "ratio"
+    candidates: str = "context"
+    membership_weight: float = 0.3
     softmax_tau_ms: float = 1.0
     ratio_power: float = 4.0
     time_weight: float = 0.0
@@ -63,6 +70,10 @@ class FitConfig:
     def __post_init__(self) -> None:
         if self.labels not in LABELS:
             raise InputError(f"--labels {self.labels!r} is unknown; use one of {', '.join(LABELS)}")
+        if self.candidates not in CANDIDATES:
+            raise InputError(f"--candidates {self.candidates!r} is unknown; use one of {', '.join(CANDIDATES)}")
+        if self.membership_weight < 0:
+            raise InputError(f"--membership-weight must be >= 0, got {self.membership_weight}")
         if self.schedule not in SCHEDULES:
             raise InputError(f"--schedule {self.schedule!r} is unknown; use one of {', '.join(SCHEDULES)}")
         for name in ("epochs", "batch_size", "threads"):
@@ -84,4 +95,8 @@ class FitConfig:
         data["split"] = self.split.as_dict()
         data["derived"] = list(self.derived)
         del data["progress"]
+        if self.candidates == "measured":
+            # The closed-protocol training computes what models did before these options existed: leaving them
+            # out keeps the keys of ablation cells computed then (docs/results/) valid.
+            del data["candidates"], data["membership_weight"]
         return data

@@ -20,8 +20,9 @@ from reformer.metrics import (
     argmax_applicable,
     first_applicable,
     oracle_picks,
-    random_picks,
     selection_metrics,
+    static_scores,
+    with_ranking,
 )
 from reformer.selector import Selector
 
@@ -47,8 +48,14 @@ class Evaluation:
     scored: np.ndarray
 
 
-def evaluate(selector: Selector, matrix: RuntimeMatrix, *, seed: int = 0) -> Evaluation:
-    """Metrics of ``selector`` on every problem of ``matrix`` it can score (see module docstring)."""
+def evaluate(selector: Selector, matrix: RuntimeMatrix, *, seed: int = 0, top_ks: tuple[int, ...] = ()) -> Evaluation:
+    """Metrics of ``selector`` on every problem of ``matrix`` it can score (see module docstring), in both
+    protocols (closed: among the measured kernels; open: ranking the model's candidates), with top-k for
+    ``top_ks``.
+
+    Raises:
+        InputError: the model's candidate rule cannot place a problem (a direction it never saw).
+    """
     known_times, unknown = align_kernels(matrix, selector.kernels)
     extra = np.stack([matrix.time_ms[:, matrix.kernels.index(k)] for k in unknown], axis=1) if unknown else None
     scorable = ~np.isnan(known_times).all(axis=1)
@@ -56,19 +63,35 @@ def evaluate(selector: Selector, matrix: RuntimeMatrix, *, seed: int = 0) -> Eva
     known_times = known_times[rows]
     # Columns: the model's vocabulary, then the unknown kernels (never picked, but part of t_best).
     all_times = known_times if extra is None else np.concatenate([known_times, extra[rows]], axis=1)
+    pad = np.zeros((len(rows), all_times.shape[1] - known_times.shape[1]), dtype=bool)
     known_applicable = ~np.isnan(known_times)
-    probs = selector.probabilities(matrix.subset(rows).columns(), known_applicable)
-    picks = argmax_applicable(probs, known_applicable)
+    columns = matrix.subset(rows).columns()
+    logits = selector.logits(columns)
+    candidates = np.concatenate([selector.candidates(columns)[0], pad], axis=1)
+    measured = np.concatenate([known_applicable, pad], axis=1)
+    picks = argmax_applicable(logits, known_applicable)
     order = np.array([selector.kernels.index(k) for k in selector.trained.static_order], dtype=np.int64)
     static = first_applicable(order, known_applicable)
     skipped = int(len(scorable) - len(rows))
+    logits = np.concatenate([logits, np.full(pad.shape, -np.inf)], axis=1)
+    noise = np.random.default_rng(seed).random(all_times.shape)
+    oracle_scores = -np.where(np.isnan(all_times), np.inf, all_times)
+    static_rank = static_scores(order, np.ones_like(measured))
+
+    def scored(picked: np.ndarray, scores: np.ndarray) -> SelectionMetrics:
+        metrics = selection_metrics(all_times, picked, static, skipped_problems=skipped)
+        return with_ranking(metrics, all_times, closed_scores=np.where(measured, scores, -np.inf),
+                            open_scores=np.where(candidates, scores, -np.inf), top_ks=top_ks)
+
     baselines = {
-        "oracle": selection_metrics(all_times, oracle_picks(all_times), static, skipped_problems=skipped),
-        "static": selection_metrics(all_times, static, static, skipped_problems=skipped),
-        "random": selection_metrics(all_times, random_picks(known_applicable, seed=seed), static, skipped_problems=skipped),
+        # The oracle knows what was measured, so its open ranking is its closed one.
+        "oracle": with_ranking(selection_metrics(all_times, oracle_picks(all_times), static, skipped_problems=skipped),
+                               all_times, closed_scores=oracle_scores, open_scores=oracle_scores, top_ks=top_ks),
+        "static": scored(static, static_rank),
+        "random": scored(argmax_applicable(noise, measured), noise),
     }
     return Evaluation(
-        model=selection_metrics(all_times, picks, static, skipped_problems=skipped),
+        model=scored(picks, logits),
         baselines=baselines,
         unknown_kernels=unknown,
         picks=tuple(selector.kernels[j] for j in picks),

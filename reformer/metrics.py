@@ -12,6 +12,23 @@ the picked kernel's time ``t_pick`` and the static baseline's ``t_static``:
 
 The static baseline orders kernels by their number of wins on the training
 split and picks the first applicable one.
+
+Two scoring protocols (docs/reformer.md):
+
+* ``closed``: the picker chooses among the kernels *measured* for the problem
+  (the keys above);
+* ``open``: the picker ranks every *candidate* (reformer.candidates: what a
+  caller knows without measuring) and its best-ranked candidate is the pick.
+  ``open_hit_rate`` is the fraction of picks that were measured.  A pick that
+  was not measured is charged the problem's *slowest measured* time: a lower
+  bound on its real cost (it was slower than every recorded kernel, or did not
+  apply at all), so ``open_oracle_ratio`` and ``open_sum_ratio`` are optimistic
+  for misses.  ``open_top1`` and ``open_within5`` never count a miss.
+
+Top-k (``topk`` / ``open_topk``): the best measured kernel among the first k
+ranked is the pick ("predict, then measure k"); keys ``top1``, ``oracle_ratio``,
+``sum_ratio``.  In the open protocol, k picks none of which was measured are a
+miss, charged as above.
 """
 
 from __future__ import annotations
@@ -35,6 +52,10 @@ METRIC_KEYS = (
     "n_problems",
     "skipped_problems",
 )
+#: Keys of the open protocol, beside :data:`METRIC_KEYS` in JSON outputs.
+OPEN_METRIC_KEYS = ("open_hit_rate", "open_top1", "open_within5", "open_oracle_ratio", "open_sum_ratio")
+#: Keys of one k in ``topk`` / ``open_topk``.
+TOPK_KEYS = ("top1", "oracle_ratio", "sum_ratio")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -50,9 +71,22 @@ class SelectionMetrics:
     speedup_static_geomean: float
     n_problems: int
     skipped_problems: int = 0
+    open_hit_rate: float = float("nan")
+    open_top1: float = float("nan")
+    open_within5: float = float("nan")
+    open_oracle_ratio: float = float("nan")
+    open_sum_ratio: float = float("nan")
+    topk: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    open_topk: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in METRIC_KEYS}
+        """Today's (closed) keys, then the open keys, then ``topk`` / ``open_topk`` when computed."""
+        out: dict[str, Any] = {k: getattr(self, k) for k in METRIC_KEYS + OPEN_METRIC_KEYS}
+        if self.topk:
+            out["topk"] = self.topk
+        if self.open_topk:
+            out["open_topk"] = self.open_topk
+        return out
 
 
 def picked_times(time_ms: np.ndarray, picks: np.ndarray) -> np.ndarray:
@@ -92,6 +126,84 @@ def selection_metrics(
         n_problems=n,
         skipped_problems=skipped_problems,
     )
+
+
+def ranked(scores: np.ndarray, k: int) -> np.ndarray:
+    """Columns of the ``k`` highest scores per problem, best first; ``-1`` where fewer than ``k`` are finite
+    (a score of ``-inf`` marks a kernel that is not offered)."""
+    k = min(k, scores.shape[1])
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    offered = np.isfinite(np.take_along_axis(scores, order, axis=1))
+    return np.where(offered, order, -1)
+
+
+def best_of_ranked(time_ms: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """Per problem, the fastest measured time among the columns ``ranks`` [n, k] (``-1`` = none); NaN when none
+    of them was measured."""
+    rows = np.arange(len(ranks))[:, None]
+    t = np.where(ranks >= 0, time_ms[rows, np.maximum(ranks, 0)], np.nan)
+    out = np.full(len(ranks), np.nan)
+    some = ~np.isnan(t).all(axis=1)
+    out[some] = np.nanmin(t[some], axis=1)
+    return out
+
+
+def _ratios(t_best: np.ndarray, t_pick: np.ndarray) -> dict[str, float]:
+    return {"oracle_ratio": float(np.exp(np.mean(np.log(t_best / t_pick)))),
+            "sum_ratio": float(t_pick.sum() / t_best.sum())}
+
+
+def ranking_metrics(time_ms: np.ndarray, scores: np.ndarray, *, open_protocol: bool,
+                    top_ks: tuple[int, ...] = ()) -> dict[str, Any]:
+    """Metrics of a ranking ``scores`` [n, k] (higher is better, ``-inf`` = not offered) on ``time_ms``.
+
+    ``open_protocol`` False: the closed protocol, ``scores`` should offer only measured kernels, and the result
+    holds ``topk`` for ``top_ks``.  True: the open protocol; the result holds the ``open_*`` keys and
+    ``open_topk`` (see the module docstring for how a miss is charged).
+
+    Raises:
+        ValueError: closed protocol and a pick that was not measured.
+    """
+    t_best = np.nanmin(time_ms, axis=1)
+    t_miss = np.nanmax(time_ms, axis=1)
+    out: dict[str, Any] = {}
+    topk: dict[str, dict[str, float]] = {}
+    for k in sorted({1, *top_ks}):
+        t = best_of_ranked(time_ms, ranked(scores, k))
+        hit = ~np.isnan(t)
+        if not open_protocol and not hit.all():
+            raise ValueError(f"{int((~hit).sum())} pick(s) are not applicable to their problem")
+        t = np.where(hit, t, t_miss)
+        entry = {"top1": float(np.mean(hit & (t <= t_best))), **_ratios(t_best, t)}
+        if k == 1 and open_protocol:
+            out.update(open_hit_rate=float(hit.mean()), open_top1=entry["top1"],
+                       open_within5=float(np.mean(hit & (t <= 1.05 * t_best))),
+                       open_oracle_ratio=entry["oracle_ratio"], open_sum_ratio=entry["sum_ratio"])
+        if k in top_ks:
+            topk[str(k)] = entry
+    if topk:
+        out["open_topk" if open_protocol else "topk"] = topk
+    return out
+
+
+def with_ranking(metrics: SelectionMetrics, time_ms: np.ndarray, *, closed_scores: np.ndarray | None,
+                 open_scores: np.ndarray | None, top_ks: tuple[int, ...] = ()) -> SelectionMetrics:
+    """``metrics`` with the open-protocol keys (from ``open_scores``) and the top-k keys of both protocols."""
+    extra: dict[str, Any] = {}
+    if len(time_ms) == 0:
+        return metrics
+    if closed_scores is not None and top_ks:
+        extra.update(ranking_metrics(time_ms, closed_scores, open_protocol=False, top_ks=top_ks))
+    if open_scores is not None:
+        extra.update(ranking_metrics(time_ms, open_scores, open_protocol=True, top_ks=top_ks))
+    return dataclasses.replace(metrics, **extra)
+
+
+def static_scores(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Scores that rank ``mask``'s kernels in the static ``order`` (``-inf`` outside the mask)."""
+    rank = np.empty(mask.shape[1])
+    rank[np.asarray(order)] = -np.arange(len(order), dtype=np.float64)
+    return np.where(mask, rank, -np.inf)
 
 
 def oracle_picks(time_ms: np.ndarray) -> np.ndarray:

@@ -192,10 +192,27 @@ class Reformer(nn.Module):
 
 
 def soft_cross_entropy(
-    logits: torch.Tensor, target: torch.Tensor, applicable: torch.Tensor, weight: torch.Tensor | None = None
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    applicable: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    *,
+    candidates: torch.Tensor | None = None,
+    membership_weight: float = 1.0,
 ) -> torch.Tensor:
-    """Mean over problems of ``-Σ_k q_k log softmax(masked logits)_k`` (non-applicable terms are 0, not NaN),
-    each problem's term multiplied by ``weight`` [B] when given."""
-    log_p = torch.log_softmax(logits.masked_fill(~applicable, float("-inf")), dim=1)
+    """Mean over problems of the training loss, each problem's term multiplied by ``weight`` [B] when given.
+
+    Without ``candidates``: ``-Σ_k q_k log softmax(logits over the applicable kernels)_k`` (the closed
+    protocol: non-applicable terms are 0, not NaN).  With ``candidates`` (a superset of ``applicable``, bool
+    [B, K]), ``membership_weight`` λ times ``-log P(the measured set)`` under the softmax over the candidates is
+    added: ``logsumexp(candidates) - logsumexp(measured)``.  At λ = 1 the sum is exactly the cross-entropy of
+    the softmax over the candidates with the label mass on the measured kernels; smaller λ keeps more of the
+    model's capacity on the order among the measured kernels.
+    """
+    masked = logits.masked_fill(~applicable, float("-inf"))
+    log_p = torch.log_softmax(masked, dim=1)
     per_problem = -(target * log_p.masked_fill(~applicable, 0.0)).sum(dim=1)
+    if candidates is not None:
+        lse_candidates = torch.logsumexp(logits.masked_fill(~candidates, float("-inf")), dim=1)
+        per_problem = per_problem + membership_weight * (lse_candidates - torch.logsumexp(masked, dim=1))
     return (per_problem if weight is None else per_problem * weight).mean()

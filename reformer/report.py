@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from reformer.curves import plot_curve, write_curve_csv
-from reformer.metrics import METRIC_KEYS, SelectionMetrics
+from reformer.metrics import SelectionMetrics
 from reformer.store import save_model, write_json
 from reformer.train import FitResult
 
@@ -53,6 +54,32 @@ def metrics_table(rows: Mapping[str, SelectionMetrics]) -> str:
     return "\n".join(lines)
 
 
-def json_metrics(metrics: SelectionMetrics) -> dict[str, float | int]:
-    """The ``reformer evaluate --json`` object: exactly :data:`METRIC_KEYS`."""
-    return {key: metrics.as_dict()[key] for key in METRIC_KEYS}
+def json_metrics(metrics: SelectionMetrics) -> dict[str, Any]:
+    """The ``reformer evaluate --json`` object: :data:`~reformer.metrics.METRIC_KEYS` (closed protocol), then
+    :data:`~reformer.metrics.OPEN_METRIC_KEYS`, then ``topk`` and ``open_topk`` when computed."""
+    return metrics.as_dict()
+
+
+#: (metric key, column header, format) of the open-protocol table.
+_OPEN_COLUMNS = (
+    ("open_hit_rate", "hit rate", "{:.4f}"),
+    ("open_top1", "top-1", "{:.4f}"),
+    ("open_within5", "within-5%", "{:.4f}"),
+    ("open_oracle_ratio", "oracle ratio", "{:.4f}"),
+    ("open_sum_ratio", "Σpick/Σbest", "{:.4f}"),
+)
+
+
+def open_table(rows: Mapping[str, SelectionMetrics], *, top_ks: tuple[int, ...] = ()) -> str:
+    """The open-protocol table, one row per picker, with ``top-k oracle ratio`` columns for ``top_ks`` > 1."""
+    ks = [k for k in top_ks if k > 1]
+    width = max(len(name) for name in rows) if rows else 6
+    titles = [title for _, title, _ in _OPEN_COLUMNS] + [f"top-{k} oracle" for k in ks]
+    lines = [f"{'':{width}}  " + "  ".join(f"{t:>12}" for t in titles)]
+    for name, metrics in rows.items():
+        values = metrics.as_dict()
+        cells = [fmt.format(values[key]) for key, _, fmt in _OPEN_COLUMNS]
+        cells += ["{:.4f}".format(values.get("open_topk", {}).get(str(k), {}).get("oracle_ratio", float("nan")))
+                  for k in ks]
+        lines.append(f"{name:{width}}  " + "  ".join(f"{c:>12}" for c in cells))
+    return "\n".join(lines)

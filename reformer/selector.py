@@ -4,6 +4,8 @@ A problem is a mapping with the dataset's column names (missing optional
 fields take :data:`kernelbench.problem.DEFAULTS`) or a
 :class:`~kernelbench.problem.ConvProblem`.  ``applicable`` restricts the
 choice to the named kernels; names the model does not know are ignored.
+Without ``applicable`` the model ranks its *candidates*: the kernels its saved
+candidate rule offers for the problem (:mod:`reformer.candidates`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import numpy as np
 
 from kernelbench.errors import InputError
 from kernelbench.problem import ConvProblem
+from reformer.candidates import CandidateRule, rule_from_info
 from reformer.inference import FastReformer
 from reformer.store import TrainedModel, load_model
 
 ProblemLike = Mapping[str, Any] | ConvProblem
+#: Contexts whose candidate masks a Selector keeps (cleared when full: a bound for long-lived processes).
+MASK_CACHE_SIZE = 4096
 
 
 def problem_row(problem: ProblemLike) -> dict[str, Any]:
@@ -36,18 +41,16 @@ def problem_row(problem: ProblemLike) -> dict[str, Any]:
 class Selector:
     """Scores the kernels of a trained model's vocabulary for problems."""
 
-    def __init__(self, trained: TrainedModel) -> None:
+    def __init__(self, trained: TrainedModel, *, model_dir: str | None = None) -> None:
+        """Raises: InputError: the model has no candidate rule (an older model directory): refit it."""
         self.trained = trained
         self.model = trained.model.eval()
         self.kernels = trained.kernels
         self._index = {k: i for i, k in enumerate(self.kernels)}
         # Every score below comes from the pre-arranged inference path (reformer.inference), not self.model.
         self.fast = FastReformer.from_trained(trained)
-        # Without an explicit `applicable`, a problem may pick only among the kernels that had a time for some
-        # training problem of its direction and dtype: logits of kernels never applicable there were never trained.
-        self._seen = {
-            key: self.mask(names) for key, names in trained.info.get("applicable_seen", {}).items() if names
-        }
+        self.rule: CandidateRule = rule_from_info(trained.info, model_dir=model_dir)
+        self._masks: dict[tuple[Any, ...], tuple[np.ndarray, bool]] = {}
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike[str]) -> Selector:
@@ -56,7 +59,7 @@ class Selector:
         Raises:
             InputError: not a model directory, or of an incompatible format version.
         """
-        return cls(load_model(model_dir))
+        return cls(load_model(model_dir), model_dir=str(model_dir))
 
     def mask(self, applicable: Iterable[str] | None) -> np.ndarray:
         """Boolean mask over the vocabulary for kernel names (all True for ``None``).
@@ -76,13 +79,34 @@ class Selector:
             )
         return mask
 
-    def default_mask(self, problem: ProblemLike) -> np.ndarray | None:
-        """The kernels seen applicable in training for the problem's ``direction/dtype`` (None: all kernels)."""
-        if isinstance(problem, ConvProblem):
-            key = f"{problem.direction}/{problem.dtype}"
-        else:
-            key = f"{problem.get('direction') or 'fwd'}/{problem.get('dtype') or 'fp32'}"
-        return self._seen.get(key)
+    def candidates(self, columns: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """The candidate rule on problems given as columns: ``(mask bool [n, n_kernels], context_seen bool [n])``.
+
+        Raises:
+            InputError: a problem of a direction the model never saw.
+        """
+        return self.rule.masks(columns, self.kernels)
+
+    def candidate_mask(self, problem: ProblemLike) -> tuple[np.ndarray, bool]:
+        """One problem's candidates (bool ``[n_kernels]``) and whether its context was seen in training.
+
+        Cached per context: the rule depends only on the problem's coarse properties (and, for ``applies``
+        rules, is evaluated per problem).
+        """
+        row = problem.as_row() if isinstance(problem, ConvProblem) else problem
+        key = self.rule.cache_key(row)
+        if key is None or key not in self._masks:
+            mask, seen = self.rule.masks({k: [v] for k, v in row.items()}, self.kernels)
+            if key is None:
+                return mask[0], bool(seen[0])
+            if len(self._masks) >= MASK_CACHE_SIZE:
+                self._masks.clear()
+            self._masks[key] = (mask[0], bool(seen[0]))
+        return self._masks[key]
+
+    def logits(self, columns: Mapping[str, Any]) -> np.ndarray:
+        """Unmasked logits float32 ``[n, n_kernels]`` for problems given as columns."""
+        return self.fast.logits(self.trained.encoder.encode(columns))
 
     def unknown_kernels(self, names: Iterable[str]) -> list[str]:
         """The names that are not in the model's vocabulary."""
@@ -99,12 +123,18 @@ class Selector:
     def select(self, problem: ProblemLike, applicable: Iterable[str] | None = None, top: int = 1) -> list[tuple[str, float]]:
         """The ``top`` most probable kernels for one problem: ``[(kernel, probability), ...]``, best first.
 
+        Without ``applicable``, the model's candidates for the problem are ranked (probabilities are the
+        softmax over them); with it, the named kernels.
+
         Raises:
-            InputError: the problem is invalid, or ``applicable`` names no known kernel.
+            InputError: the problem is invalid, ``applicable`` names no known kernel, or the problem's
+                direction was never seen in training.
         """
         if top < 1:
             raise InputError(f"--top must be >= 1, got {top}")
-        mask = self.default_mask(problem) if applicable is None else self.mask(applicable)
+        if applicable is None:
+            problem = problem if isinstance(problem, ConvProblem) else ConvProblem.from_mapping(problem)
+        mask = self.candidate_mask(problem)[0] if applicable is None else self.mask(applicable)
         return self.fast.select_one(problem, mask, top=top)
 
     def select_many(
@@ -118,10 +148,10 @@ class Selector:
             raise InputError(f"--top must be >= 1, got {top}")
         if not problems:
             return self.fast.select_many(problems, None, top=top)
-        everything = np.ones(len(self.kernels), dtype=bool)
         per_problem = applicable if applicable is not None else [None] * len(problems)
         masks = []
         for problem, names in zip(problems, per_problem):
-            mask = self.default_mask(problem) if names is None else self.mask(names)
-            masks.append(everything if mask is None else mask)
+            if names is None:
+                problem = problem if isinstance(problem, ConvProblem) else ConvProblem.from_mapping(problem)
+            masks.append(self.candidate_mask(problem)[0] if names is None else self.mask(names))
         return self.fast.select_many(problems, np.stack(masks), top=top)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,15 @@ from reformer.data import RuntimeMatrix, lognormal_noise
 from reformer.evaluate import Evaluation, evaluate
 from reformer.features import EncodedProblems, FeatureEncoder
 from reformer.labels import targets
-from reformer.metrics import argmax_applicable, latency_us, oracle_picks, selection_metrics, static_order
+from reformer.candidates import split_rule
+from reformer.metrics import (
+    argmax_applicable,
+    latency_us,
+    oracle_picks,
+    ranking_metrics,
+    selection_metrics,
+    static_order,
+)
 from reformer.model import ModelConfig, Reformer, soft_cross_entropy
 from reformer.selector import Selector
 from reformer.splits import Split, make_split
@@ -117,13 +126,9 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: FitConfig, steps: int) 
 VALIDATION_CHUNK = 512
 
 
-def _validation_picks(model: Reformer, inputs: tuple[torch.Tensor, ...], applicable: np.ndarray, *,
-                      chunk: int = VALIDATION_CHUNK) -> np.ndarray:
-    model.eval()
+def _validation_logits(model: Reformer, inputs: tuple[torch.Tensor, ...], *, chunk: int = VALIDATION_CHUNK) -> np.ndarray:
     with torch.inference_mode():
-        logits = torch.cat([model(*(t[i : i + chunk] for t in inputs)) for i in range(0, len(inputs[0]), chunk)])
-    model.train()
-    return argmax_applicable(logits.numpy(), applicable)
+        return torch.cat([model(*(t[i : i + chunk] for t in inputs)) for i in range(0, len(inputs[0]), chunk)]).numpy()
 
 
 def training_epochs(config: FitConfig, n_train: int) -> int:
@@ -133,22 +138,85 @@ def training_epochs(config: FitConfig, n_train: int) -> int:
     return max(config.epochs, -(-config.min_steps // batches))
 
 
-def applicable_seen(matrix: RuntimeMatrix) -> dict[str, list[str]]:
-    """Per ``direction/dtype`` of the problems, the kernels with a time for at least one of them."""
-    keys = [f"{d}/{t}" for d, t in zip(matrix.problems["direction"], matrix.problems["dtype"])]
-    seen: dict[str, np.ndarray] = {}
-    for key, row in zip(keys, matrix.applicable):
-        seen[key] = seen[key] | row if key in seen else row
-    return {key: [k for k, hit in zip(matrix.kernels, rows) if hit] for key, rows in sorted(seen.items())}
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LoopOptions:
+    """How :func:`train_loop` runs: ``epochs`` over ``n`` problems in shuffled batches of ``batch_size`` (seeded);
+    ``patience`` epochs without a better validation score stop it (0: never)."""
+
+    n: int
+    epochs: int
+    batch_size: int
+    seed: int
+    patience: int = 0
+    progress: bool = False
 
 
-def fit(matrix: RuntimeMatrix, config: FitConfig | None = None, *, split: Split | None = None) -> FitResult:
+def train_loop(
+    model: torch.nn.Module,
+    *,
+    batch_loss: Callable[[torch.Tensor], torch.Tensor],
+    validate: Callable[[], tuple[float, float]],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    options: LoopOptions,
+    started: float,
+) -> tuple[tuple[EpochRecord, ...], int]:
+    """The epoch loop shared by Reformer and the MLP baseline; leaves ``model`` with its best epoch's weights.
+
+    ``batch_loss(rows)`` is the loss of the training problems at positions ``rows``; ``validate()`` returns
+    ``(top-1, score)`` on the validation split, and the epoch with the highest score is kept.  ``started`` is
+    the ``time.perf_counter()`` the curve's ``seconds`` count from.  Returns the curve and the kept epoch (1-based).
+    """
+    n, size = options.n, options.batch_size
+    batches = (n + size - 1) // size
+    generator = torch.Generator().manual_seed(options.seed)
+    curve: list[EpochRecord] = []
+    best = (-np.inf, 0, copy.deepcopy(model.state_dict()))
+    shown: dict[str, str] = {}
+    for epoch in range(1, options.epochs + 1):
+        model.train()
+        epoch_start = time.perf_counter()
+        order = torch.randperm(n, generator=generator)
+        total_loss = 0.0
+        bar = tqdm(total=batches, desc=f"epoch {epoch}/{options.epochs}", disable=not options.progress,
+                   leave=options.epochs <= 50, unit="batch", postfix=shown)
+        for b in range(batches):
+            rows = order[b * size : (b + 1) * size]
+            loss = batch_loss(rows)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total_loss += loss.item() * len(rows)
+            bar.update()
+        train_seconds = time.perf_counter() - epoch_start
+        model.eval()
+        top1, score = validate()
+        record = EpochRecord(epoch=epoch, lr=float(scheduler.get_last_lr()[0]), train_loss=total_loss / n,
+                             validation_top1=top1, validation_oracle_ratio=score,
+                             seconds=time.perf_counter() - started, problems_per_s=n / train_seconds)
+        curve.append(record)
+        shown = {"loss": f"{record.train_loss:.4f}", "val_top1": f"{top1:.4f}", "val_oracle": f"{score:.4f}"}
+        bar.set_postfix(shown)
+        bar.close()
+        if score > best[0]:
+            best = (score, epoch, copy.deepcopy(model.state_dict()))
+        elif options.patience and epoch - best[1] >= options.patience:
+            break
+    model.load_state_dict(best[2])
+    model.eval()
+    return tuple(curve), best[1]
+
+
+def fit(matrix: RuntimeMatrix, config: FitConfig | None = None, *, split: Split | None = None,
+        top_ks: tuple[int, ...] = ()) -> FitResult:
     """Train on the train split, early-stop on validation, evaluate on all splits.
 
     Args:
         matrix: the dataset (see :func:`reformer.data.load_matrix`).
         config: options.
         split: a precomputed split of ``matrix`` (default: ``make_split(matrix.problems, config.split)``).
+        top_ks: the k of the top-k metrics of every split's evaluation (both protocols).
 
     Raises:
         InputError: invalid options or a split that leaves a side empty.
@@ -164,7 +232,9 @@ def fit(matrix: RuntimeMatrix, config: FitConfig | None = None, *, split: Split 
     train = matrix.subset(split.train)
     validation = matrix.subset(split.validation)
     train_times = lognormal_noise(train.time_ms, sigma=config.train_noise_sigma, seed=config.seed + 1)
-    encoder = FeatureEncoder.fit(train.columns(), derived=config.derived, exact_values=config.exact_values)
+    train_columns, validation_columns = train.columns(), validation.columns()
+    rule = split_rule(train, validation)
+    encoder = FeatureEncoder.fit(train_columns, derived=config.derived, exact_values=config.exact_values)
     model = Reformer(
         ModelConfig(
             n_categories=encoder.n_categories,
@@ -178,75 +248,52 @@ def fit(matrix: RuntimeMatrix, config: FitConfig | None = None, *, split: Split 
             activation=config.activation,
         )
     )
-    train_inputs = _tensors(encoder.encode(train.columns()), train.applicable)
+    categorical, numeric, value_ids, measured = _tensors(encoder.encode(train_columns), train.applicable)
+    open_training = config.candidates == "context"
+    candidates = torch.from_numpy(rule.masks(train_columns, matrix.kernels)[0] | train.applicable) if open_training else None
     target = torch.from_numpy(
         targets(train_times, kind=config.labels, softmax_tau_ms=config.softmax_tau_ms, ratio_power=config.ratio_power)
     )
     # Problem weights ∝ t_best^α (mean 1): α > 0 spends capacity on the long-running problems that dominate Σ t.
     best_ms = np.nanmin(train_times, axis=1) ** config.time_weight
-    weight = torch.from_numpy((best_ms / best_ms.mean()).astype(np.float32))
-    val_inputs = _tensors(encoder.encode(validation.columns()), validation.applicable)
+    weight = torch.from_numpy((best_ms / best_ms.mean()).astype(np.float32)) if config.time_weight else None
+    val_inputs = _tensors(encoder.encode(validation_columns), validation.applicable)[:3]
+    val_candidates = rule.masks(validation_columns, matrix.kernels)[0] if open_training else None
     val_oracle = oracle_picks(validation.time_ms)
+    bf16 = config.precision == "bfloat16"
+
+    def batch_loss(rows: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(categorical[rows], numeric[rows], value_ids[rows])
+        return soft_cross_entropy(logits.float(), target[rows], measured[rows],
+                                  None if weight is None else weight[rows],
+                                  candidates=None if candidates is None else candidates[rows],
+                                  membership_weight=config.membership_weight)
+
+    def validate() -> tuple[float, float]:
+        # Early stopping follows the protocol the model is trained for: ranking every candidate (open) or
+        # choosing among the measured kernels (closed).
+        logits = _validation_logits(model, val_inputs)
+        if val_candidates is None:
+            val = selection_metrics(validation.time_ms, argmax_applicable(logits, validation.applicable), val_oracle)
+            return val.top1, val.oracle_ratio
+        val_open = ranking_metrics(validation.time_ms, np.where(val_candidates, logits, -np.inf), open_protocol=True)
+        return val_open["open_top1"], val_open["open_oracle_ratio"]
 
     n = len(target)
-    batches = (n + config.batch_size - 1) // config.batch_size
     epochs = training_epochs(config, n)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = _scheduler(optimizer, config, epochs * batches)
-    generator = torch.Generator().manual_seed(config.seed)
-
-    bf16 = config.precision == "bfloat16"
-    curve: list[EpochRecord] = []
-    best = (-np.inf, 0, copy.deepcopy(model.state_dict()))
-    model.train()
-    shown: dict[str, str] = {}
-    for epoch in range(1, epochs + 1):
-        epoch_start = time.perf_counter()
-        order = torch.randperm(n, generator=generator)
-        total_loss = 0.0
-        bar = tqdm(total=batches, desc=f"epoch {epoch}/{epochs}", disable=not config.progress, leave=epochs <= 50,
-                   unit="batch", postfix=shown)
-        for b in range(batches):
-            rows = order[b * config.batch_size : (b + 1) * config.batch_size]
-            categorical, numeric, value_ids, applicable = (t[rows] for t in train_inputs)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = model(categorical, numeric, value_ids)
-            logits = logits.float()
-            loss = soft_cross_entropy(logits, target[rows], applicable, weight[rows] if config.time_weight else None)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total_loss += loss.item() * len(rows)
-            bar.update()
-        train_seconds = time.perf_counter() - epoch_start
-        picks = _validation_picks(model, val_inputs, validation.applicable)
-        # The static baseline is irrelevant here; the oracle stands in so no extra pass is needed.
-        val = selection_metrics(validation.time_ms, picks, val_oracle)
-        record = EpochRecord(
-            epoch=epoch,
-            lr=float(scheduler.get_last_lr()[0]),
-            train_loss=total_loss / n,
-            validation_top1=val.top1,
-            validation_oracle_ratio=val.oracle_ratio,
-            seconds=time.perf_counter() - started,
-            problems_per_s=n / train_seconds,
-        )
-        curve.append(record)
-        shown = {"loss": f"{record.train_loss:.4f}", "val_top1": f"{val.top1:.4f}", "val_oracle": f"{val.oracle_ratio:.4f}"}
-        bar.set_postfix(shown)
-        bar.close()
-        if val.oracle_ratio > best[0]:
-            best = (val.oracle_ratio, epoch, copy.deepcopy(model.state_dict()))
-        elif config.patience and epoch - best[1] >= config.patience:
-            break
-    model.load_state_dict(best[2])
-    model.eval()
+    scheduler = _scheduler(optimizer, config, epochs * ((n + config.batch_size - 1) // config.batch_size))
+    curve, best_epoch = train_loop(model, batch_loss=batch_loss, validate=validate, optimizer=optimizer,
+                                   scheduler=scheduler, started=started,
+                                   options=LoopOptions(n=n, epochs=epochs, batch_size=config.batch_size,
+                                                       seed=config.seed, patience=config.patience,
+                                                       progress=config.progress))
     fit_seconds = time.perf_counter() - started
 
     order_names = tuple(matrix.kernels[j] for j in static_order(train.time_ms))
     info = {"fit": config.as_dict(), "split": {**split.spec.as_dict(), "sizes": split.sizes()}}
-    info["applicable_seen"] = applicable_seen(train)
+    info["candidates"] = rule.to_json()
     info["dataset"] = {
         "metadata": matrix.metadata,
         "n_problems": matrix.n_problems,
@@ -255,7 +302,8 @@ def fit(matrix: RuntimeMatrix, config: FitConfig | None = None, *, split: Split 
     }
     trained = TrainedModel(model=model, encoder=encoder, kernels=matrix.kernels, static_order=order_names, info=info)
     selector = Selector(trained)
-    evaluations = {name: evaluate(selector, matrix.subset(rows), seed=config.seed) for name, rows in split.sides().items()}
+    evaluations = {name: evaluate(selector, matrix.subset(rows), seed=config.seed, top_ks=top_ks)
+                   for name, rows in split.sides().items()}
     sample = matrix.subset(split.test[:1] if len(split.test) else split.train[:1]).problems.row(0, named=True)
     sample.pop("network", None)
     latency = latency_us(lambda: selector.select(sample), repeats=100, warmup=10)
@@ -263,8 +311,8 @@ def fit(matrix: RuntimeMatrix, config: FitConfig | None = None, *, split: Split 
         trained=trained,
         split=split,
         evaluations=evaluations,
-        curve=tuple(curve),
-        best_epoch=best[1],
+        curve=curve,
+        best_epoch=best_epoch,
         fit_seconds=fit_seconds,
         latency_us=latency,
     )

@@ -11,7 +11,8 @@ from tests.reformer.synthetic import synthetic_frame, write_synthetic
 
 PROBLEM = "batch=8,in_channels=64,in_h=56,in_w=56,out_channels=64,filter_h=3,filter_w=3,pad_h=1,pad_w=1,dtype=fp32,direction=fwd"
 KEYS = ["top1", "within5", "oracle_ratio", "sum_ratio", "mean_pick_ms", "speedup_static_sum",
-        "speedup_static_geomean", "n_problems", "skipped_problems"]  # fmt: skip
+        "speedup_static_geomean", "n_problems", "skipped_problems",
+        "open_hit_rate", "open_top1", "open_within5", "open_oracle_ratio", "open_sum_ratio"]  # fmt: skip
 
 
 def run(*args):
@@ -35,7 +36,8 @@ def test_fit_writes_model_dir_and_prints_table(fitted):
     for word in ("reformer", "oracle", "static", "random", "top-1"):
         assert word in result.output
     metrics = json.loads((root / "model" / "metrics.json").read_text())
-    assert list(metrics["test"]) == KEYS and metrics["fit_seconds"] > 0
+    assert list(metrics["test"]) == KEYS + ["topk", "open_topk"] and metrics["fit_seconds"] > 0
+    assert set(metrics["test"]["open_topk"]) == {"1", "2", "3"}  # fit's default --top-k
     assert len((root / "model" / "curve.csv").read_text().splitlines()) == 3  # header + 2 epochs
 
 

@@ -186,7 +186,7 @@ def test_selector_uses_the_fast_path_and_names_unknown_kernels(model_dir):
     assert isinstance(selector.fast, FastReformer)
     problem = {"batch": 8, "in_channels": 64, "out_channels": 64, "in_h": 28, "in_w": 28, "filter_h": 3, "filter_w": 3,
                "pad_h": 1, "pad_w": 1}
-    assert selector.select(problem, top=3) == selector.fast.select_one(problem, selector.default_mask(problem), top=3)
+    assert selector.select(problem, top=3) == selector.fast.select_one(problem, selector.candidate_mask(problem)[0], top=3)
     ranked = selector.select(problem, applicable=["gemm", "direct", "no_such_kernel"], top=5)
     assert {k for k, _ in ranked} == {"gemm", "direct"}
     assert selector.unknown_kernels(["gemm", "no_such_kernel"]) == ["no_such_kernel"]

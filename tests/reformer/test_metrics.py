@@ -3,6 +3,7 @@ import pytest
 
 from reformer.metrics import (
     METRIC_KEYS,
+    OPEN_METRIC_KEYS,
     first_applicable,
     oracle_picks,
     random_picks,
@@ -33,7 +34,7 @@ def test_metrics_hand_computed():
     assert m.speedup_static_sum == pytest.approx((2 + 4 + 3) / (1 + 2 + 3.1))
     assert m.speedup_static_geomean == pytest.approx((2 * 2 * (3 / 3.1)) ** (1 / 3))
     assert m.n_problems == 3
-    assert tuple(m.as_dict()) == METRIC_KEYS
+    assert tuple(m.as_dict()) == METRIC_KEYS + OPEN_METRIC_KEYS  # open keys NaN until a ranking is scored
 
 
 def test_a_tie_with_the_fastest_is_a_hit():
@@ -62,3 +63,31 @@ def test_random_picks_are_applicable_and_seeded():
     assert applicable[np.arange(len(a)), a].all()
     np.testing.assert_array_equal(a, random_picks(applicable, seed=3))
     assert len(set(a[1::3])) == 3  # problem 2 has three applicable kernels; 50 draws hit all
+
+
+def test_open_protocol_charges_a_miss_the_slowest_measured_time():
+    from reformer.metrics import ranking_metrics
+
+    # Problem 0 picks kernel 2 (not measured: a miss, charged 2.0); problem 1 picks its best; problem 2 its 3.1.
+    scores = np.array([[0.0, 1.0, 5.0], [0.0, 9.0, 1.0], [-np.inf, 0.0, 1.0]])
+    m = ranking_metrics(TIMES, scores, open_protocol=True, top_ks=(1, 2))
+    assert m["open_hit_rate"] == pytest.approx(2 / 3)
+    assert m["open_top1"] == pytest.approx(1 / 3)  # a miss never counts, even when charged a time
+    assert m["open_within5"] == pytest.approx(2 / 3)
+    assert m["open_oracle_ratio"] == pytest.approx((0.5 * 1.0 * 3 / 3.1) ** (1 / 3))
+    assert m["open_sum_ratio"] == pytest.approx((2.0 + 1.0 + 3.1) / 5.0)
+    # Top-2: problem 0 measures kernels 2 and 1 (best of them 2.0), problem 2 measures 2 and 1 (3.0).
+    assert m["open_topk"]["1"]["top1"] == m["open_top1"]
+    assert m["open_topk"]["2"] == {"top1": pytest.approx(2 / 3), "oracle_ratio": pytest.approx(0.5 ** (1 / 3)),
+                                   "sum_ratio": pytest.approx((2.0 + 1.0 + 3.0) / 5.0)}
+
+
+def test_closed_top_k_takes_the_best_of_the_first_k_measured():
+    from reformer.metrics import ranking_metrics
+
+    scores = np.where(np.isnan(TIMES), -np.inf, np.array([[0.0, 1.0, 0.0], [2.0, 0.0, 1.0], [0.0, 0.0, 1.0]]))
+    m = ranking_metrics(TIMES, scores, open_protocol=False, top_ks=(1, 3))
+    assert m["topk"]["1"]["sum_ratio"] == pytest.approx((2.0 + 4.0 + 3.1) / 5.0)
+    assert m["topk"]["3"] == {"top1": 1.0, "oracle_ratio": 1.0, "sum_ratio": 1.0}
+    with pytest.raises(ValueError, match="not applicable"):
+        ranking_metrics(TIMES, np.zeros_like(TIMES), open_protocol=False)

@@ -9,7 +9,7 @@ FIELDS = {"batch": 8, "in_channels": 64, "out_channels": 64, "in_h": 56, "in_w":
 
 def test_select_ranks_all_kernels_by_probability(model_dir):
     selector = Selector.load(model_dir)
-    ranked = selector.select({**FIELDS, "dtype": "fp32"}, top=10)
+    ranked = selector.select({**FIELDS, "dtype": "fp32"}, applicable=selector.kernels, top=10)
     assert sorted(k for k, _ in ranked) == sorted(selector.kernels)
     probabilities = [p for _, p in ranked]
     assert probabilities == sorted(probabilities, reverse=True)
@@ -48,14 +48,24 @@ def test_bad_problems_are_input_errors(model_dir):
         selector.select({"batch": 1})
 
 
-def test_without_applicable_only_kernels_seen_for_the_direction_and_dtype_compete(model_dir):
+def test_without_applicable_only_the_contexts_candidates_compete(model_dir):
     selector = Selector.load(model_dir)
-    # In the synthetic data fft applies to forward problems only.
+    # In the synthetic data fft applies to forward problems only, gemm_1x1 to 1x1 filters only: the rule's
+    # finer contexts keep it away from this 3x3 problem.
     backward = selector.select({**FIELDS, "direction": "bwd_data"}, top=10)
-    assert "fft" not in {k for k, _ in backward} and len(backward) == 4
+    assert {k for k, _ in backward} == {"direct", "gemm", "winograd"}
+    assert sum(p for _, p in backward) == pytest.approx(1.0, abs=1e-5)
     assert "fft" in {k for k, _ in selector.select({**FIELDS, "direction": "fwd"}, top=10)}
     batched = selector.select_many([{**FIELDS, "direction": "bwd_data"}, problem_2d(**FIELDS)], top=10)
     assert [k for k, _ in batched[0]] == [k for k, _ in backward]
     assert "fft" in {k for k, _ in batched[1]}
-    # an unseen direction/dtype falls back to every kernel
-    assert len(selector.select({**FIELDS, "dtype": "int8"}, top=10)) == 5
+    # an unseen dtype falls back to the kernels of the problem's direction, never another direction's
+    mask, seen = selector.candidate_mask({**FIELDS, "dtype": "int8", "direction": "bwd_data"})
+    assert not seen and "fft" not in {k for k, hit in zip(selector.kernels, mask) if hit}
+    assert {k for k, _ in selector.select({**FIELDS, "dtype": "int8"}, top=10)} == set(selector.kernels)
+
+
+def test_a_direction_never_seen_in_training_is_refused(model_dir):
+    selector = Selector.load(model_dir)
+    with pytest.raises(InputError, match="never saw a 'bwd_weights' problem"):
+        selector.select({**FIELDS, "direction": "bwd_weights"})

@@ -1,0 +1,288 @@
+"""The candidate rule: which kernels a problem may be offered when nothing about it was measured.
+
+A selector is needed exactly where no table holds the problem (MIOpen's
+immediate mode on a find-db miss, a framework meeting a new shape), so it
+cannot be told which kernels were measured for it.  The rule, saved with the
+model, answers from the problem's fields alone:
+
+* ``applies`` (datasets swept by kernelbench's own backends): the kernels of the
+  model's vocabulary whose own ``applies`` accepts the problem.
+* ``context`` (imported data such as MIOpen find-dbs, where applicability is
+  unknown): the kernels recorded for at least one *training* problem with the
+  same context.  A context is a tuple of coarse problem properties (direction,
+  dtype, layout, spatial dims, grouped/depthwise, 1x1/other filter, unit or
+  larger stride, dilation, padding); the levels in :data:`CONTEXT_LEVELS` go
+  from coarse to fine, and :func:`fit_rule` keeps the finest level whose
+  candidates still contain the fastest measured kernel of the validation
+  problems as often as the coarsest level does, within :data:`COVERAGE_TOLERANCE`.
+
+A problem whose context at the chosen level was never seen in training backs
+off to coarser levels, and is flagged (``context_seen`` False).  Every level
+includes the direction, so a problem is never offered a kernel of another
+direction; a direction never seen in training is an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from kernelbench.errors import InputError
+
+RULE_KINDS = ("applies", "context")
+
+#: Context properties, coarse to fine.  Each level is a tuple of property names (see :func:`context_columns`).
+CONTEXT_LEVELS: tuple[tuple[str, ...], ...] = (
+    ("direction", "dtype"),
+    ("direction", "dtype", "layout", "spatial_dims"),
+    ("direction", "dtype", "layout", "spatial_dims", "group_kind"),
+    ("direction", "dtype", "layout", "spatial_dims", "group_kind", "filter_kind"),
+    ("direction", "dtype", "layout", "spatial_dims", "group_kind", "filter_kind", "stride_kind", "dilation_kind"),
+    ("direction", "dtype", "layout", "spatial_dims", "group_kind", "filter_kind", "stride_kind", "dilation_kind",
+     "pad_kind"),
+)
+
+#: The problem fields :func:`context_columns` reads.
+CONTEXT_INPUTS = ("direction", "dtype", "layout", "spatial_dims", "groups", "in_channels",
+                  *(f"{kind}_{axis}" for kind in ("filter", "stride", "dilation", "pad") for axis in "dhw"))
+
+#: How much lower (absolute) a finer level's validation coverage of the fastest kernel may be than the
+#: coarsest level's for the finer level to be chosen.
+COVERAGE_TOLERANCE = 0.001
+
+
+def _int(columns: Mapping[str, Any], name: str, default: int, n: int) -> np.ndarray:
+    value = columns.get(name)
+    return np.broadcast_to(np.asarray([default] if value is None else value, dtype=np.int64).reshape(-1), (n,))
+
+
+def context_columns(columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Every context property of problems given as columns (arrays or scalars), as string arrays."""
+    n = max(np.asarray(v).reshape(-1).shape[0] for v in columns.values())
+
+    def text(name: str, default: str) -> np.ndarray:
+        value = columns.get(name)
+        out = np.asarray([default] if value is None else value, dtype=object).reshape(-1)
+        return np.broadcast_to(np.where(out == None, default, out).astype(str), (n,))  # noqa: E711
+
+    groups, cin = _int(columns, "groups", 1, n), _int(columns, "in_channels", 1, n)
+    filters = [_int(columns, f"filter_{a}", 1, n) for a in "dhw"]
+    strides = [_int(columns, f"stride_{a}", 1, n) for a in "dhw"]
+    dilations = [_int(columns, f"dilation_{a}", 1, n) for a in "dhw"]
+    pads = [_int(columns, f"pad_{a}", 0, n) for a in "dhw"]
+    group_kind = np.where(groups == 1, "dense", np.where(groups == cin, "depthwise", "grouped"))
+    one = np.logical_and.reduce([f == 1 for f in filters])
+    props = {
+        "direction": text("direction", "fwd"),
+        "dtype": text("dtype", "fp32"),
+        "layout": text("layout", "NCHW"),
+        "spatial_dims": _int(columns, "spatial_dims", 2, n).astype(str),
+        "group_kind": group_kind,
+        "filter_kind": np.where(one, "1x1", "other"),
+        "stride_kind": np.where(np.logical_and.reduce([s == 1 for s in strides]), "unit", "strided"),
+        "dilation_kind": np.where(np.logical_and.reduce([d == 1 for d in dilations]), "unit", "dilated"),
+        "pad_kind": np.where(np.logical_and.reduce([p == 0 for p in pads]), "none", "padded"),
+    }
+    return {k: np.broadcast_to(np.asarray(v).astype(str), (n,)) for k, v in props.items()}
+
+
+def context_keys(props: Mapping[str, np.ndarray], level: Sequence[str]) -> list[str]:
+    """One ``"fwd|fp16|..."`` key per problem for the properties of ``level``."""
+    return ["|".join(parts) for parts in zip(*(props[name] for name in level))]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CandidateRule:
+    """A saved candidate rule (see the module docstring).
+
+    Attributes:
+        kind: ``applies`` or ``context``.
+        level: for ``context``, the index into ``levels`` of the chosen (finest) level.
+        levels: the property names of each level, coarse to fine.
+        kernels_by_level: per level, context key -> kernel names recorded for some training problem.
+        backend: for ``applies``, the kernelbench backend whose kernels' ``applies`` decide.
+        evidence: per level, validation coverage, mean candidates and unseen share (how the level was chosen).
+    """
+
+    kind: str
+    level: int = 0
+    levels: tuple[tuple[str, ...], ...] = CONTEXT_LEVELS
+    kernels_by_level: tuple[dict[str, tuple[str, ...]], ...] = ()
+    backend: str | None = None
+    evidence: tuple[dict[str, float], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "level": self.level,
+            "fields": list(self.levels[self.level]) if self.kind == "context" else None,
+            "levels": [list(level) for level in self.levels],
+            "kernels_by_level": [{k: list(v) for k, v in sorted(m.items())} for m in self.kernels_by_level],
+            "backend": self.backend,
+            "evidence": list(self.evidence),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CandidateRule:
+        return cls(
+            kind=data["kind"],
+            level=int(data.get("level", 0)),
+            levels=tuple(tuple(level) for level in data.get("levels", CONTEXT_LEVELS)),
+            kernels_by_level=tuple({k: tuple(v) for k, v in m.items()} for m in data.get("kernels_by_level", ())),
+            backend=data.get("backend"),
+            evidence=tuple(data.get("evidence", ())),
+        )
+
+    def cache_key(self, row: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """A key under which one problem's candidates may be cached: the raw fields its context depends on
+        (None for ``applies`` rules, which look at every field)."""
+        if self.kind != "context":
+            return None
+        return tuple(row.get(name) for name in CONTEXT_INPUTS)
+
+    def describe(self, row: Mapping[str, Any]) -> str:
+        """One problem's context at the chosen level, e.g. ``direction=fwd, dtype=bf16`` (for messages)."""
+        if self.kind != "context":
+            return f"the {self.backend} kernels' own applicability"
+        props = context_columns({k: [v] for k, v in row.items()})
+        return ", ".join(f"{name}={props[name][0]}" for name in self.levels[self.level])
+
+    def masks(self, columns: Mapping[str, Any], kernels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates of problems given as columns: ``(mask bool [n, len(kernels)], context_seen bool [n])``.
+
+        Raises:
+            InputError: a problem's direction was never seen in training (``context`` rule).
+        """
+        if self.kind == "applies":
+            return self._applies_masks(columns, kernels)
+        index = {k: j for j, k in enumerate(kernels)}
+        props = context_columns(columns)
+        n = len(props["direction"])
+        mask = np.zeros((n, len(kernels)), dtype=bool)
+        seen = np.zeros(n, dtype=bool)
+        done = np.zeros(n, dtype=bool)
+        for depth in range(self.level, -1, -1):
+            table = self.kernels_by_level[depth]
+            for i, key in enumerate(context_keys(props, self.levels[depth])):
+                if done[i] or key not in table:
+                    continue
+                mask[i, [index[k] for k in table[key] if k in index]] = True
+                done[i] = True
+                seen[i] = depth == self.level
+            if done.all():
+                break
+        if not done.all():
+            # Neither the direction/dtype pair was seen: offer the direction's kernels, never another's.
+            by_direction: dict[str, set[str]] = {}
+            for key, names in self.kernels_by_level[0].items():
+                by_direction.setdefault(key.split("|")[0], set()).update(names)
+            for i in np.flatnonzero(~done):
+                direction = str(props["direction"][i])
+                if direction not in by_direction:
+                    raise InputError(f"the model never saw a {direction!r} problem in training, so it has no "
+                                     f"candidates for it; known directions: {', '.join(sorted(by_direction))}")
+                mask[i, [index[k] for k in by_direction[direction] if k in index]] = True
+        return mask, seen
+
+    def _applies_masks(self, columns: Mapping[str, Any], kernels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        from kernelbench.kernels.registry import all_kernels
+        from kernelbench.problem import FIELDS, ConvProblem
+
+        by_name = {k.name: k for k in all_kernels(self.backend or "cpu")}
+        arrays = {f: np.asarray(columns[f]).reshape(-1) for f in FIELDS if f in columns}
+        n = len(next(iter(arrays.values())))
+        mask = np.zeros((n, len(kernels)), dtype=bool)
+        for i in range(n):
+            problem = ConvProblem.from_mapping({f: _plain(v[i] if len(v) > 1 else v[0]) for f, v in arrays.items()})
+            for j, name in enumerate(kernels):
+                kernel = by_name.get(name)
+                mask[i, j] = kernel is not None and kernel.reason_not_applicable(problem) is None
+        return mask, np.ones(n, dtype=bool)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def rule_kind(metadata: Mapping[str, Any]) -> tuple[str, str | None]:
+    """``("applies", backend)`` for a dataset swept by kernelbench's own backends, else ``("context", None)``."""
+    if metadata.get("source") == "kernelbench-sweep":
+        backends = {d.get("backend") for d in (metadata.get("devices") or {}).values()}
+        if len(backends) == 1 and next(iter(backends)) in ("cpu", "cuda"):
+            return "applies", next(iter(backends))
+    return "context", None
+
+
+def _tables(props: Mapping[str, np.ndarray], measured: np.ndarray, kernels: Sequence[str],
+            level: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    union: dict[str, np.ndarray] = {}
+    for key, row in zip(context_keys(props, level), measured):
+        union[key] = union[key] | row if key in union else row.copy()
+    return {key: tuple(k for k, hit in zip(kernels, rows) if hit) for key, rows in union.items()}
+
+
+def fit_rule(
+    *,
+    kernels: Sequence[str],
+    train_columns: Mapping[str, Any],
+    train_measured: np.ndarray,
+    validation_columns: Mapping[str, Any] | None = None,
+    validation_time_ms: np.ndarray | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> CandidateRule:
+    """The candidate rule of a training split (levels chosen on the validation split, see the module docstring).
+
+    Args:
+        kernels: the vocabulary (columns of ``train_measured`` and ``validation_time_ms``).
+        train_columns / train_measured: training problems as columns and their measured mask ``[n, k]``.
+        validation_columns / validation_time_ms: validation problems and times (NaN = not measured).
+        metadata: the dataset's metadata (decides ``applies`` against ``context``).
+    """
+    kind, backend = rule_kind(metadata or {})
+    if kind == "applies":
+        return CandidateRule(kind="applies", backend=backend)
+    props = context_columns(train_columns)
+    tables = tuple(_tables(props, train_measured, kernels, level) for level in CONTEXT_LEVELS)
+    evidence: list[dict[str, float]] = []
+    if validation_columns is None or validation_time_ms is None or len(validation_time_ms) == 0:
+        return CandidateRule(kind="context", level=0, kernels_by_level=tables)
+    best = np.argmin(np.where(np.isnan(validation_time_ms), np.inf, validation_time_ms), axis=1)
+    rows = np.arange(len(best))
+    for depth in range(len(CONTEXT_LEVELS)):
+        rule = CandidateRule(kind="context", level=depth, kernels_by_level=tables)
+        mask, seen = rule.masks(validation_columns, kernels)
+        evidence.append({
+            "coverage": float(mask[rows, best].mean()),
+            "mean_candidates": float(mask.sum(axis=1).mean()),
+            "unseen": float(1.0 - seen.mean()),
+        })
+    top = evidence[0]["coverage"]
+    level = max(d for d, e in enumerate(evidence) if e["coverage"] >= top - COVERAGE_TOLERANCE)
+    return CandidateRule(kind="context", level=level, kernels_by_level=tables, evidence=tuple(evidence))
+
+
+def rule_from_info(info: Mapping[str, Any], *, model_dir: str | None = None) -> CandidateRule:
+    """The candidate rule saved in a model's ``config.json`` (``info["candidates"]``).
+
+    Raises:
+        InputError: the model has no candidate rule (written by an older reformer): refit it.
+    """
+    data = info.get("candidates")
+    if not isinstance(data, Mapping) or data.get("kind") not in RULE_KINDS:
+        where = f" {model_dir}" if model_dir else ""
+        dataset = (info.get("dataset") or {}).get("metadata", {}).get("path") or "DATASET"
+        raise InputError(f"model{where} has no candidate rule (it was written by an older reformer), so it cannot "
+                         f"rank kernels without a list of applicable ones; refit it: reformer fit {dataset} -o "
+                         f"{model_dir or 'MODEL_DIR'}  (or pass --applicable)")
+    return CandidateRule.from_json(data)
+
+
+def split_rule(train: Any, validation: Any) -> CandidateRule:
+    """:func:`fit_rule` on the training and validation sides of a split (two
+    :class:`~reformer.data.RuntimeMatrix`), as every selector trained on that split uses it."""
+    return fit_rule(kernels=train.kernels, train_columns=train.columns(), train_measured=train.applicable,
+                    validation_columns=validation.columns(), validation_time_ms=validation.time_ms,
+                    metadata=train.metadata)

@@ -1,0 +1,80 @@
+"""The candidate rule: contexts chosen on validation evidence, back-off, never another direction."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from kernelbench.errors import InputError
+from reformer.candidates import CONTEXT_LEVELS, CandidateRule, fit_rule, rule_from_info
+from reformer.model import soft_cross_entropy
+
+KERNELS = ("a1x1", "b", "c_bwd")
+
+
+def columns(rows):
+    names = rows[0].keys()
+    return {n: np.array([r[n] for r in rows]) for n in names}
+
+
+def problem(direction="fwd", filt=3, dtype="fp32"):
+    return {"direction": direction, "dtype": dtype, "filter_h": filt, "filter_w": filt, "groups": 1, "in_channels": 8}
+
+
+def test_rule_picks_the_finest_level_that_keeps_the_fastest_kernel():
+    train = [problem(filt=1), problem(filt=3), problem("bwd_data")]
+    measured = np.array([[True, True, False], [False, True, False], [False, False, True]])
+    validation = [problem(filt=1), problem(filt=3), problem("bwd_data", filt=1)]
+    times = np.array([[1.0, 2.0, np.nan], [np.nan, 1.0, np.nan], [np.nan, np.nan, 1.0]])
+    rule = fit_rule(kernels=KERNELS, train_columns=columns(train), train_measured=measured,
+                    validation_columns=columns(validation), validation_time_ms=times)
+    assert rule.kind == "context" and "filter_kind" in CONTEXT_LEVELS[rule.level]
+    assert [e["coverage"] for e in rule.evidence] == [1.0] * len(CONTEXT_LEVELS)
+    mask, seen = rule.masks(columns(validation), KERNELS)
+    # 1x1 problems keep a1x1; the 3x3 one does not; the backward 1x1 context was never seen: backed off.
+    assert mask.tolist() == [[True, True, False], [False, True, False], [False, False, True]]
+    assert seen.tolist() == [True, True, False]
+
+
+def test_an_unseen_dtype_stays_in_its_direction_and_an_unseen_direction_is_refused():
+    train = [problem(), problem("bwd_data")]
+    rule = fit_rule(kernels=KERNELS, train_columns=columns(train),
+                    train_measured=np.array([[True, True, False], [False, False, True]]))
+    mask, seen = rule.masks(columns([problem(dtype="bf16")]), KERNELS)
+    assert mask.tolist() == [[True, True, False]] and not seen[0]
+    with pytest.raises(InputError, match="never saw a 'bwd_weights' problem"):
+        rule.masks(columns([problem("bwd_weights")]), KERNELS)
+
+
+def test_rule_round_trips_through_json_and_a_missing_rule_says_how_to_refit():
+    rule = fit_rule(kernels=KERNELS, train_columns=columns([problem()]), train_measured=np.array([[True, True, False]]))
+    again = CandidateRule.from_json(json.loads(json.dumps(rule.to_json())))
+    assert again.masks(columns([problem()]), KERNELS)[0].tolist() == rule.masks(columns([problem()]), KERNELS)[0].tolist()
+    with pytest.raises(InputError, match="no candidate rule .* refit it: reformer fit d.parquet -o m"):
+        rule_from_info({"dataset": {"metadata": {"path": "d.parquet"}}}, model_dir="m")
+
+
+def test_kernelbench_sweeps_use_each_kernels_own_applies():
+    rule = fit_rule(kernels=("numpy_gemm_1x1", "torch_im2col"), train_columns=columns([problem()]),
+                    train_measured=np.array([[False, True]]),
+                    metadata={"source": "kernelbench-sweep", "devices": {"cpu:x": {"backend": "cpu"}}})
+    assert rule.kind == "applies"
+    full = {"batch": 1, "in_channels": 4, "out_channels": 4, "in_h": 8, "in_w": 8, "filter_h": 3, "filter_w": 3}
+    mask, _ = rule.masks({k: [v] for k, v in {**full, "filter_h": 1, "filter_w": 1}.items()}, rule_kernels := ("numpy_gemm_1x1", "torch_im2col"))
+    assert mask.tolist() == [[True, True]]
+    mask, _ = rule.masks({k: [v] for k, v in full.items()}, rule_kernels)
+    assert mask.tolist() == [[False, True]]
+
+
+def test_membership_term_interpolates_between_the_closed_and_the_candidate_softmax():
+    logits = torch.tensor([[2.0, 0.5, 1.0, -1.0]])
+    target = torch.tensor([[0.7, 0.3, 0.0, 0.0]])
+    measured = torch.tensor([[True, True, False, False]])
+    candidates = torch.tensor([[True, True, True, False]])
+    closed = soft_cross_entropy(logits, target, measured)
+    open_ = -(target * torch.log_softmax(logits.masked_fill(~candidates, float("-inf")), 1).masked_fill(~candidates, 0)).sum()
+    assert soft_cross_entropy(logits, target, measured, candidates=candidates, membership_weight=0.0) == pytest.approx(closed.item())
+    assert soft_cross_entropy(logits, target, measured, candidates=candidates, membership_weight=1.0).item() == pytest.approx(open_.item())
+    half = soft_cross_entropy(logits, target, measured, candidates=candidates, membership_weight=0.5).item()
+    assert closed.item() < half < open_.item()
