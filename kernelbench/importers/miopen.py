@@ -32,6 +32,8 @@ from typing import Any
 import polars as pl
 
 import kernelbench
+from kernelbench import devices
+from kernelbench.devices import DeviceDescriptor, load_device_spec
 from kernelbench.errors import InputError
 from kernelbench.importers.miopen_device import resolve_device
 from kernelbench.importers.miopen_fdb import (
@@ -68,21 +70,34 @@ class ImportResult:
 
 
 def import_miopen_fdb(
-    path: str | os.PathLike[str], *, arch: str | None = None, num_cu: int | None = None, strict: bool = False
+    path: str | os.PathLike[str],
+    *,
+    arch: str | None = None,
+    num_cu: int | None = None,
+    strict: bool = False,
+    device_spec: str | os.PathLike[str] | None = None,
 ) -> ImportResult:
     """Read a find-db file (plain, ``.bz2`` or ``.gz``) into the dataset format.
 
     The device comes from the file name (``gfx90878`` -> gfx908, 120 CUs;
-    ``gfx906_60`` -> gfx906, 60 CUs); ``arch``/``num_cu`` override it.
+    ``gfx906_60`` -> gfx906, 60 CUs); ``arch``/``num_cu`` override it.  Its
+    descriptor (:mod:`kernelbench.devices`) goes into the metadata as
+    ``device.descriptor``: from ``device_spec`` (a TOML file) if given, else
+    from the package's table, else null (the table lacks the device).
 
     Raises:
         InputError: the file is missing, unreadable or not a find-db (the
-            message names what it looks like); the device is unknown; nothing
-            usable is in it; or, with ``strict``, at the first skipped line or
-            entry.
+            message names what it looks like); the device is unknown; the
+            ``device_spec`` file is invalid; nothing usable is in it; or, with
+            ``strict``, at the first skipped line or entry.
     """
     path = Path(path)
     device = resolve_device(path, arch=arch, num_cu=num_cu)
+    descriptor: DeviceDescriptor | None = None  # the table lacks the device: recorded as null, the CLI says so
+    if device_spec is not None:
+        descriptor = load_device_spec(device_spec)
+    elif devices.table_id(device.label) in devices.table():
+        descriptor = devices.descriptor(device.label)
     with contextlib.closing(iter_lines(path)) as raw:  # closing stops the reader thread on an error
         lines = _text_lines(raw)
         head = list(itertools.islice(lines, PEEK_LINES))
@@ -108,12 +123,13 @@ def import_miopen_fdb(
     if frame.is_empty():
         why = ", ".join(f"{c.reason} x{c.count}" for c in (*report.skipped_lines, *report.skipped_entries))
         raise InputError(f"{path.name}: no usable find-db entry in {report.lines} lines (skipped: {why})")
+    device_meta = {**device.as_metadata(), "descriptor": None if descriptor is None else descriptor.as_dict()}
     metadata = {
         "format": "long",
         "source": SOURCE,
         "run_id": run_id,
-        "device": device.as_metadata(),
-        "devices": {device.label: device.as_metadata()},
+        "device": device_meta,
+        "devices": {device.label: device_meta},
         "coverage": COVERAGE,
         "coverage_note": COVERAGE_NOTE,
         "miopen_fdb_file": path.name,

@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import kernelbench as kernelbench_cli
+from kernelbench.devices import descriptor
 from kernelbench.errors import InputError
 from kernelbench.importers import miopen as importer
 from kernelbench.importers import textfile
@@ -416,7 +417,7 @@ def test_import_builds_the_dataset_rows_and_metadata(tmp_path, compress):
     meta = result.metadata
     assert (meta["source"], meta["coverage"], meta["fdb_format"]) == (SOURCE, COVERAGE, "find-db-2.0")
     assert meta["device"] == {"arch": "gfx908", "num_cu": 120, "name": "AMD Instinct MI100", "backend": "HIP",
-                              "label": "miopen:gfx908:120"}
+                              "label": "miopen:gfx908:120", "descriptor": descriptor("gfx908_120").as_dict()}
     assert meta["miopen_fdb_file"] == path.name and meta["format"] == "long"
     assert meta["devices"] == {"miopen:gfx908:120": meta["device"]}
     assert set(frame["run_id"]) == {meta["run_id"]} and meta["run_id"].startswith("miopen-")
