@@ -80,7 +80,7 @@ def empty_frame() -> pl.DataFrame:
 
 
 def conform(frame: pl.DataFrame) -> pl.DataFrame:
-    """Add missing optional columns as nulls (:data:`COLUMN_DEFAULTS` as their default), cast to the schema, order columns.
+    """Add missing optional columns (as nulls, or their :data:`COLUMN_DEFAULTS`), cast to the schema, order columns.
 
     Raises:
         InputError: a required column is missing or a value cannot be cast.

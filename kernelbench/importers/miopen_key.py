@@ -319,7 +319,8 @@ def format_key(problem: ConvProblem) -> str:
 
 
 def _size_error(key_sizes: list[int], derived: list[int], same: list[int]) -> MiopenKeyError:
-    """Why the key's output sizes are none of MIOpen's padding modes' (``GetForwardOutputTensor``, src/convolution.cpp)."""
+    """Why the key's output sizes are none of MIOpen's padding modes' (``GetForwardOutputTensor``,
+    src/convolution.cpp)."""
     shown = (f"output size {'x'.join(map(str, key_sizes))} in the key, {'x'.join(map(str, derived))} from input, "
              "filter, pad, stride and dilation")
     if key_sizes == same:
