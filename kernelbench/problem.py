@@ -241,10 +241,10 @@ class ConvProblem:
 
         ``before`` is ``pad_<axis>``; ``after`` is what the output size needs,
         ``(out - 1) * stride + dilation * (filter - 1) + 1 - in - before``.  In the
-        default mode it is ``pad`` too, or less where the floor formula drops a
-        remainder; in ``same`` mode it is the part of MIOpen's (possibly odd)
-        total padding that the key does not record.  Negative means input
-        elements at the end are not read.
+        default mode it is ``pad``, less where the floor formula drops a
+        remainder, more where the output is clamped to 1; in ``same`` mode it is
+        the part of MIOpen's (possibly odd) total padding that the key does not
+        record.  Negative means input elements at the end are not read.
         """
         size, filter_size, pad, stride, dilation = self._axis_sizes(axis)
         out = self._out(axis)
