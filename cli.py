@@ -217,13 +217,21 @@ def import_group() -> None:
     """Import runtimes measured by other tools into the dataset format."""
 
 
+#: ``--device-spec FILE``: a device the descriptor table lacks (kernelbench.devices; docs/device-descriptors.md).
+device_spec_option = click.option(
+    "--device-spec", type=click.Path(dir_okay=False),
+    help="TOML file describing the GPU (peak throughputs, bandwidth, caches...) when kernelbench's table of "
+         "device descriptors lacks it; format: docs/device-descriptors.md.")
+
+
 @import_group.command("miopen")
 @click.argument("fdb_file", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Dataset file to write.")
 @click.option("--arch", help="GPU architecture, e.g. gfx908 (default: from the file name).")
 @click.option("--num-cu", type=int, help="Compute units, e.g. 120 (default: from the file name).")
 @click.option("--strict", is_flag=True, help="Fail at the first line or entry that would be skipped.")
-def import_miopen(fdb_file, output, arch, num_cu, strict) -> None:
+@device_spec_option
+def import_miopen(fdb_file, output, arch, num_cu, strict, device_spec) -> None:
     """Import a MIOpen find-db file as a dataset.
 
     FDB_FILE is a find-db text file (<arch>_<CUs>.HIP.fdb.txt), plain or .bz2.
@@ -237,9 +245,13 @@ def import_miopen(fdb_file, output, arch, num_cu, strict) -> None:
     from kernelbench.importers.miopen import import_miopen_fdb
     from kernelbench.schema import write_dataset
 
-    result = import_miopen_fdb(fdb_file, arch=arch, num_cu=num_cu, strict=strict)
+    result = import_miopen_fdb(fdb_file, arch=arch, num_cu=num_cu, strict=strict, device_spec=device_spec)
     write_dataset(result.frame, output, result.metadata)
     click.echo(result.report.format(), err=True)
+    device = result.metadata["device"]
+    if device["descriptor"] is None:
+        click.echo(f"note: kernelbench has no descriptor for {device['label']}; the dataset records none "
+                   "(pass --device-spec FILE to record one, see docs/device-descriptors.md)", err=True)
     frame = result.frame
     click.echo(f"wrote {output}: {frame.height:,} rows, {frame['problem_id'].n_unique():,} problems, "
                f"{frame['kernel'].n_unique()} solvers on {result.metadata['device']['label']} "

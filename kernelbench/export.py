@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 
 from kernelbench import schema
 from kernelbench.errors import InputError
-from kernelbench.problem import CATEGORICAL_FIELDS, DERIVED_FIELDS, INT_FIELDS
+from kernelbench.problem import CATEGORICAL_FIELDS, DERIVED_FIELDS, INT_FIELDS, PAD_MODE_FIELD
 from kernelbench.store import read_manifest, read_parts
 
-PROBLEM_COLUMNS = ("problem_id", *CATEGORICAL_FIELDS, *INT_FIELDS, *DERIVED_FIELDS)
+PROBLEM_COLUMNS = ("problem_id", *CATEGORICAL_FIELDS, PAD_MODE_FIELD, *INT_FIELDS, *DERIVED_FIELDS)
 
 
 def merge_runs(

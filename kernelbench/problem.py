@@ -16,6 +16,15 @@ dilated filter is larger than the padded input (the formula gives <= 0); MIOpen
 records such problems in its find-db, so the model can hold them, but no
 kernel of this project computes them (:attr:`ConvProblem.clamped_axes` tells
 them apart, and problem spaces never generate them).
+
+MIOpen has two more padding modes (``miopenPaddingSame``, ``miopenPaddingValid``;
+``GetForwardOutputTensor`` in MIOpen's ``src/convolution.cpp``), which change
+the output size when every dilation is 1: ``same`` gives ``ceil(in / stride)``,
+``valid`` gives ``ceil((in - filter + 1) / stride)``.  Find-db keys do not
+record the mode, only its output size, so the importer recognises it from the
+sizes.  :attr:`ConvProblem.pad_mode` holds it; it is ``"default"`` for every
+problem this project generates and is left out of :data:`FIELDS`, so the
+``problem_id`` of a default-mode problem is the same as before the field existed.
 """
 
 from __future__ import annotations
@@ -32,6 +41,9 @@ DTYPES = ("fp32", "fp16", "bf16", "int8")
 LAYOUTS_2D = ("NCHW", "NHWC")
 LAYOUTS_3D = ("NCDHW", "NDHWC")
 LAYOUTS = LAYOUTS_2D + LAYOUTS_3D
+#: MIOpen's padding modes (``miopenPaddingDefault/Same/Valid``); the first is every generated problem's.
+PAD_MODES = ("default", "same", "valid")
+DEFAULT_PAD_MODE = PAD_MODES[0]
 
 #: Integer fields a user (or importer) sets; ``out_*`` are derived from them.
 INT_FIELDS = (
@@ -57,8 +69,11 @@ INT_FIELDS = (
     "dilation_w",
 )
 CATEGORICAL_FIELDS = ("direction", "dtype", "layout")
-#: Every input field, in the canonical order used for ``problem_id``.
+#: Every input field but ``pad_mode``, in the canonical order used for ``problem_id``.
 FIELDS = CATEGORICAL_FIELDS + INT_FIELDS
+#: The padding-mode field: a dataset column and a :class:`ConvProblem` field, outside :data:`FIELDS` so that
+#: ids, features and everything else keyed on :data:`FIELDS` stay as they were for default-mode problems.
+PAD_MODE_FIELD = "pad_mode"
 DERIVED_FIELDS = ("out_d", "out_h", "out_w")
 
 #: Defaults for fields a partial description may leave out (a 2D, ungrouped,
@@ -96,6 +111,16 @@ def output_size(size: int, filter_size: int, pad: int, stride: int, dilation: in
     ints and on column expressions that support ``+ - * //`` (numpy, polars).
     """
     return (size + 2 * pad - dilation * (filter_size - 1) - 1) // stride + 1
+
+
+def same_output_size(size: Any, stride: Any) -> Any:
+    """Output length of one axis in MIOpen's ``same`` mode: ``ceil(size / stride)`` (ints or column expressions)."""
+    return -(-size // stride)
+
+
+def valid_output_size(size: Any, filter_size: Any, stride: Any) -> Any:
+    """Output length of one axis in MIOpen's ``valid`` mode: ``ceil((size - filter + 1) / stride)``; may be <= 0."""
+    return -(-(size - filter_size + 1) // stride)
 
 
 def clamped_output_size(size: Any, filter_size: Any, pad: Any, stride: Any, dilation: Any) -> Any:
@@ -139,6 +164,7 @@ class ConvProblem:
     dilation_d: int
     dilation_h: int
     dilation_w: int
+    pad_mode: str = DEFAULT_PAD_MODE
 
     def __post_init__(self) -> None:
         def bad(field: str, why: str) -> InputError:
@@ -174,6 +200,16 @@ class ConvProblem:
             raise bad("in_channels", f"is not divisible by groups={self.groups}")
         if self.out_channels % self.groups:
             raise bad("out_channels", f"is not divisible by groups={self.groups}")
+        if self.pad_mode not in PAD_MODES:
+            raise bad("pad_mode", f"is not one of {', '.join(PAD_MODES)}")
+        if self.pad_mode != DEFAULT_PAD_MODE:
+            # MIOpen applies same/valid only when every dilation is 1; otherwise it computes the default mode.
+            for axis in self._axes():
+                if getattr(self, f"dilation_{axis}") != 1:
+                    raise bad("pad_mode", f"needs dilation 1 on every axis (MIOpen ignores the mode otherwise), "
+                                          f"dilation_{axis}={getattr(self, f'dilation_{axis}')}")
+                if self.pad_mode == "valid" and getattr(self, f"filter_{axis}") > getattr(self, f"in_{axis}"):
+                    raise bad("pad_mode", f"'valid' needs filter_{axis} <= in_{axis}")
 
     # -- derived sizes -------------------------------------------------
     def _axis_sizes(self, axis: str) -> tuple[int, int, int, int, int]:
@@ -181,7 +217,12 @@ class ConvProblem:
         return tuple(getattr(self, f"{kind}_{axis}") for kind in OUTPUT_SIZE_INPUTS)  # type: ignore[return-value]
 
     def _out(self, axis: str) -> int:
-        return clamped_output_size(*self._axis_sizes(axis))
+        size, filter_size, _, stride, _ = sizes = self._axis_sizes(axis)
+        if self.pad_mode == "same":
+            return same_output_size(size, stride)
+        if self.pad_mode == "valid":
+            return valid_output_size(size, filter_size, stride)
+        return clamped_output_size(*sizes)
 
     @property
     def clamped_axes(self) -> str:
@@ -189,8 +230,25 @@ class ConvProblem:
 
         Empty for every ordinary convolution; non-empty only for problems imported
         from MIOpen, whose default mode clamps.  No kernel here computes those.
+        Always empty outside the default padding mode (the clamp is the default mode's).
         """
+        if self.pad_mode != DEFAULT_PAD_MODE:
+            return ""
         return "".join(axis for axis in "dhw" if output_size(*self._axis_sizes(axis)) <= 0)
+
+    def padding(self, axis: str) -> tuple[int, int]:
+        """``(before, after)``: input elements of ``axis`` the convolution reads beyond each end.
+
+        ``before`` is ``pad_<axis>``; ``after`` is what the output size needs,
+        ``(out - 1) * stride + dilation * (filter - 1) + 1 - in - before``.  In the
+        default mode it is ``pad``, less where the floor formula drops a
+        remainder, more where the output is clamped to 1; in ``same`` mode it is
+        the part of MIOpen's (possibly odd) total padding that the key does not
+        record.  Negative means input elements at the end are not read.
+        """
+        size, filter_size, pad, stride, dilation = self._axis_sizes(axis)
+        out = self._out(axis)
+        return pad, (out - 1) * stride + dilation * (filter_size - 1) + 1 - size - pad
 
     @property
     def out_d(self) -> int:
@@ -206,7 +264,7 @@ class ConvProblem:
 
     @property
     def problem_id(self) -> str:
-        """A stable 16-hex-digit id derived from every input field."""
+        """A stable 16-hex-digit id derived from every input field (``pad_mode`` only when not ``default``)."""
         return problem_id_of(self.as_dict())
 
     @property
@@ -231,12 +289,16 @@ class ConvProblem:
 
     # -- conversion ----------------------------------------------------
     def as_dict(self) -> dict[str, Any]:
-        """Input fields only, in canonical order."""
-        return {f: getattr(self, f) for f in FIELDS}
+        """Input fields only, in canonical order (:data:`FIELDS`), then ``pad_mode`` if it is not ``default``."""
+        out = {f: getattr(self, f) for f in FIELDS}
+        if self.pad_mode != DEFAULT_PAD_MODE:
+            out[PAD_MODE_FIELD] = self.pad_mode
+        return out
 
     def as_row(self) -> dict[str, Any]:
-        """Input and derived fields plus ``problem_id``: the dataset's problem columns."""
+        """Input and derived fields, ``pad_mode`` and ``problem_id``: the dataset's problem columns."""
         row = self.as_dict()
+        row[PAD_MODE_FIELD] = self.pad_mode
         row.update({f: getattr(self, f) for f in DERIVED_FIELDS})
         row["problem_id"] = self.problem_id
         return row
@@ -254,6 +316,8 @@ class ConvProblem:
             text += f" d{self.dilation_h}"
         if self.groups > 1:
             text += f" g{self.groups}"
+        if self.pad_mode != DEFAULT_PAD_MODE:
+            text += f" {self.pad_mode}"
         return text
 
     def _axes(self) -> str:
@@ -263,17 +327,18 @@ class ConvProblem:
     def from_mapping(cls, values: Mapping[str, Any]) -> ConvProblem:
         """Build a problem from a mapping with dataset column names.
 
-        Missing optional fields take :data:`DEFAULTS`; unknown keys other than
-        derived columns and ``problem_id`` are rejected.  Integer-valued strings
+        Missing optional fields take :data:`DEFAULTS` (``pad_mode``: ``default``);
+        unknown keys other than derived columns and ``problem_id`` are rejected.  Integer-valued strings
         are accepted (for command-line input).
 
         Raises:
             InputError: a required field is missing, a key is unknown, or a value is invalid.
         """
-        known = set(FIELDS) | set(DERIVED_FIELDS) | {"problem_id"}
+        known = set(FIELDS) | {PAD_MODE_FIELD} | set(DERIVED_FIELDS) | {"problem_id"}
         unknown = sorted(k for k in values if k not in known)
         if unknown:
-            raise InputError(f"unknown problem field(s): {', '.join(unknown)}; known fields: {', '.join(FIELDS)}")
+            raise InputError(f"unknown problem field(s): {', '.join(unknown)}; known fields: "
+                             f"{', '.join((*FIELDS, PAD_MODE_FIELD))}")
         missing = [f for f in REQUIRED_FIELDS if f not in values or values[f] is None]
         if missing:
             raise InputError(f"missing problem field(s): {', '.join(missing)}")
@@ -295,12 +360,22 @@ class ConvProblem:
             merged[f] = v
         if merged["layout"] is None:
             merged["layout"] = "NCHW" if merged["spatial_dims"] == 2 else "NCDHW"
+        pad_mode = values.get(PAD_MODE_FIELD)
+        merged[PAD_MODE_FIELD] = DEFAULT_PAD_MODE if pad_mode is None else pad_mode
         return cls(**merged)
 
 
 def problem_id_of(fields: Mapping[str, Any]) -> str:
-    """Stable id of a problem from its input fields (see :data:`FIELDS`)."""
+    """Stable id of a problem from its input fields (see :data:`FIELDS`).
+
+    ``pad_mode`` (optional in ``fields``; absent or null means ``default``) joins
+    the hashed text only when it is not ``default``, so default-mode ids are the
+    ones datasets written before the field existed hold.
+    """
     canonical = "|".join(f"{f}={fields[f]}" for f in FIELDS)
+    pad_mode = fields.get(PAD_MODE_FIELD)
+    if pad_mode is not None and pad_mode != DEFAULT_PAD_MODE:
+        canonical += f"|{PAD_MODE_FIELD}={pad_mode}"
     return hashlib.sha1(canonical.encode()).hexdigest()[:16]
 
 

@@ -22,7 +22,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kernelbench.errors import InputError
-from kernelbench.problem import CATEGORICAL_FIELDS, DERIVED_FIELDS, INT_FIELDS, OUTPUT_SIZE_INPUTS, clamped_output_size
+from kernelbench.problem import (
+    CATEGORICAL_FIELDS,
+    DEFAULT_PAD_MODE,
+    DERIVED_FIELDS,
+    INT_FIELDS,
+    OUTPUT_SIZE_INPUTS,
+    PAD_MODE_FIELD,
+    clamped_output_size,
+    same_output_size,
+    valid_output_size,
+)
 
 SCHEMA_VERSION = 1
 METADATA_PREFIX = "kernelbench."
@@ -31,6 +41,7 @@ METADATA_PREFIX = "kernelbench."
 COLUMNS: dict[str, pa.DataType] = {
     "problem_id": pa.string(),
     **{f: pa.string() for f in CATEGORICAL_FIELDS},
+    PAD_MODE_FIELD: pa.string(),
     **{f: pa.int32() for f in INT_FIELDS},
     **{f: pa.int32() for f in DERIVED_FIELDS},
     "kernel": pa.string(),
@@ -58,6 +69,9 @@ POLARS_SCHEMA: dict[str, pl.DataType] = dict(pl.from_arrow(ARROW_SCHEMA.empty_ta
 #: Columns that must be present and non-null in every row.
 NON_NULL = ("problem_id", *CATEGORICAL_FIELDS, *INT_FIELDS, *DERIVED_FIELDS, "kernel", "algorithm", "status", "device", "source")
 STATUSES = ("ok", "wrong_result", "error", "timeout", "unavailable")
+#: Columns added after version 1 was first written, with the value a file without them means.
+#: Adding one keeps files readable both ways round, so it does not bump :data:`SCHEMA_VERSION`.
+COLUMN_DEFAULTS: dict[str, Any] = {PAD_MODE_FIELD: DEFAULT_PAD_MODE}
 
 
 def empty_frame() -> pl.DataFrame:
@@ -66,7 +80,7 @@ def empty_frame() -> pl.DataFrame:
 
 
 def conform(frame: pl.DataFrame) -> pl.DataFrame:
-    """Add missing optional columns as nulls, cast to the schema, order columns.
+    """Add missing optional columns (as nulls, or their :data:`COLUMN_DEFAULTS`), cast to the schema, order columns.
 
     Raises:
         InputError: a required column is missing or a value cannot be cast.
@@ -80,7 +94,7 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
     try:
         return frame.select(
             [
-                (pl.col(c) if c in frame.columns else pl.lit(None)).cast(typ, strict=True).alias(c)
+                (pl.col(c) if c in frame.columns else pl.lit(COLUMN_DEFAULTS.get(c))).cast(typ, strict=True).alias(c)
                 for c, typ in POLARS_SCHEMA.items()
             ]
         )
@@ -91,13 +105,21 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
 def output_size_columns() -> dict[str, pl.Expr]:
     """``out_d``, ``out_h``, ``out_w`` as expressions of a frame's problem columns (``in_h``, ``filter_h``, ...).
 
-    The sizes a :class:`kernelbench.problem.ConvProblem` derives, clamped to 1 as in
-    MIOpen's default mode; each expression is aliased to its column name.
+    The sizes a :class:`kernelbench.problem.ConvProblem` derives: by the row's
+    ``pad_mode`` column (null: default), clamped to 1 in the default mode; each
+    expression is aliased to its column name.
     """
-    return {
-        name: clamped_output_size(*(pl.col(f"{kind}_{name[-1]}") for kind in OUTPUT_SIZE_INPUTS)).alias(name)
-        for name in DERIVED_FIELDS
-    }
+    out = {}
+    for name in DERIVED_FIELDS:
+        size, filter_size, pad, stride, dilation = (pl.col(f"{kind}_{name[-1]}") for kind in OUTPUT_SIZE_INPUTS)
+        mode = pl.col(PAD_MODE_FIELD).fill_null(DEFAULT_PAD_MODE)
+        out[name] = (
+            pl.when(mode == "same").then(same_output_size(size, stride))
+            .when(mode == "valid").then(valid_output_size(size, filter_size, stride))
+            .otherwise(clamped_output_size(size, filter_size, pad, stride, dilation))
+            .alias(name)
+        )
+    return out
 
 
 def validate_frame(frame: pl.DataFrame, *, where: str = "dataset") -> None:

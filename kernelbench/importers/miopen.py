@@ -32,6 +32,8 @@ from typing import Any
 import polars as pl
 
 import kernelbench
+from kernelbench import devices
+from kernelbench.devices import DeviceDescriptor, load_device_spec
 from kernelbench.errors import InputError
 from kernelbench.importers.miopen_device import resolve_device
 from kernelbench.importers.miopen_fdb import (
@@ -40,10 +42,10 @@ from kernelbench.importers.miopen_fdb import (
     detect_format,
     parse_entries,
 )
-from kernelbench.importers.miopen_key import parse_keys
+from kernelbench.importers.miopen_key import PROBLEM_COLUMNS, parse_keys
 from kernelbench.importers.report import ImportReport, raise_first, skip_frame, summarize_skips
 from kernelbench.importers.textfile import iter_lines
-from kernelbench.problem import FIELDS, problem_id_of
+from kernelbench.problem import DEFAULT_PAD_MODE, FIELDS, PAD_MODE_FIELD, problem_id_of
 from kernelbench.schema import POLARS_SCHEMA, conform, output_size_columns
 
 SOURCE = "miopen-fdb"
@@ -68,21 +70,34 @@ class ImportResult:
 
 
 def import_miopen_fdb(
-    path: str | os.PathLike[str], *, arch: str | None = None, num_cu: int | None = None, strict: bool = False
+    path: str | os.PathLike[str],
+    *,
+    arch: str | None = None,
+    num_cu: int | None = None,
+    strict: bool = False,
+    device_spec: str | os.PathLike[str] | None = None,
 ) -> ImportResult:
     """Read a find-db file (plain, ``.bz2`` or ``.gz``) into the dataset format.
 
     The device comes from the file name (``gfx90878`` -> gfx908, 120 CUs;
-    ``gfx906_60`` -> gfx906, 60 CUs); ``arch``/``num_cu`` override it.
+    ``gfx906_60`` -> gfx906, 60 CUs); ``arch``/``num_cu`` override it.  Its
+    descriptor (:mod:`kernelbench.devices`) goes into the metadata as
+    ``device.descriptor``: from ``device_spec`` (a TOML file) if given, else
+    from the package's table, else null (the table lacks the device).
 
     Raises:
         InputError: the file is missing, unreadable or not a find-db (the
-            message names what it looks like); the device is unknown; nothing
-            usable is in it; or, with ``strict``, at the first skipped line or
-            entry.
+            message names what it looks like); the device is unknown; the
+            ``device_spec`` file is invalid; nothing usable is in it; or, with
+            ``strict``, at the first skipped line or entry.
     """
     path = Path(path)
     device = resolve_device(path, arch=arch, num_cu=num_cu)
+    descriptor: DeviceDescriptor | None = None  # the table lacks the device: recorded as null, the CLI says so
+    if device_spec is not None:
+        descriptor = load_device_spec(device_spec)
+    elif devices.table_id(device.label) in devices.table():
+        descriptor = devices.descriptor(device.label)
     with contextlib.closing(iter_lines(path)) as raw:  # closing stops the reader thread on an error
         lines = _text_lines(raw)
         head = list(itertools.islice(lines, PEEK_LINES))
@@ -93,6 +108,7 @@ def import_miopen_fdb(
     keys, kept, skipped_lines, skipped_entries = reader.finish()
     run_id = _import_id(path)
     frame = _rows(keys, kept, device_label=device.label, run_id=run_id)
+    imported = keys.filter(pl.col("problem_id").is_in(frame["problem_id"].unique().implode()))
     report = ImportReport(
         source=path.name,
         lines=reader.lines,
@@ -101,16 +117,19 @@ def import_miopen_fdb(
         skipped_lines=summarize_skips(skipped_lines),
         skipped_entries=summarize_skips(skipped_entries),
         keys_without_entries=keys.height - frame["problem_id"].n_unique(),
+        old_key_forms=_counts(imported["key_form"]),
+        pad_modes=_counts(imported[PAD_MODE_FIELD].filter(imported[PAD_MODE_FIELD] != DEFAULT_PAD_MODE)),
     )
     if frame.is_empty():
         why = ", ".join(f"{c.reason} x{c.count}" for c in (*report.skipped_lines, *report.skipped_entries))
         raise InputError(f"{path.name}: no usable find-db entry in {report.lines} lines (skipped: {why})")
+    device_meta = {**device.as_metadata(), "descriptor": None if descriptor is None else descriptor.as_dict()}
     metadata = {
         "format": "long",
         "source": SOURCE,
         "run_id": run_id,
-        "device": device.as_metadata(),
-        "devices": {device.label: device.as_metadata()},
+        "device": device_meta,
+        "devices": {device.label: device_meta},
         "coverage": COVERAGE,
         "coverage_note": COVERAGE_NOTE,
         "miopen_fdb_file": path.name,
@@ -120,6 +139,12 @@ def import_miopen_fdb(
         "kernelbench_version": kernelbench.__version__,
     }
     return ImportResult(frame, metadata, report)
+
+
+def _counts(values: pl.Series) -> dict[str, int]:
+    """Non-null values of ``values`` -> how often, most frequent first."""
+    counts = values.drop_nulls().value_counts(sort=True)
+    return dict(counts.iter_rows())
 
 
 def _text_lines(raw_lines: Iterator[bytes]) -> Iterator[tuple[int, str | None]]:
@@ -199,21 +224,42 @@ class _Reader:
         if self.strict:
             raise_first(pl.concat([line_skips, entry_skips]), source=self.source)
         # Schema types now (int32 sizes), so the long frame built from these is not first made with int64.
-        self._keys.append(good.select("line", "miopen_key", *(pl.col(f).cast(POLARS_SCHEMA[f]) for f in FIELDS)))
+        self._keys.append(good.select("line", "miopen_key", "key_form",
+                                      *(pl.col(f).cast(POLARS_SCHEMA[f]) for f in PROBLEM_COLUMNS)))
         self._kept.append(kept)
         self._skipped_lines.append(line_skips)
         self._skipped_entries.append(entry_skips)
         self._lines, self._key_texts, self._values, self._line_skips = [], [], [], []
 
     def finish(self) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-        """``(keys, kept entries, skipped lines, skipped entries)`` once every line was added."""
+        """``(keys, kept entries, skipped lines, skipped entries)`` once every line was added.
+
+        ``keys`` has ``problem_id``.  A key in an old form that names the same problem
+        as another line's key is skipped as a duplicate; the current form wins (MIOpen
+        looks problems up by the key it writes now).
+        """
         self._flush()
-        return (pl.concat(self._keys), pl.concat(self._kept), pl.concat(self._skipped_lines),
-                pl.concat(self._skipped_entries))
+        keys = pl.concat(self._keys)
+        keys = keys.with_columns(problem_ids(keys))
+        first = keys.sort(pl.col("key_form").is_not_null(), "line").select(
+            "line", pl.struct("problem_id").is_first_distinct().alias("_first"))
+        keys = keys.join(first, on="line", how="left", maintain_order="left")
+        duplicates = keys.filter(~pl.col("_first")).select(
+            "line", pl.lit(0, dtype=pl.Int64).alias("entry"), pl.lit("duplicate_key").alias("reason"),
+            pl.lit("same problem as another line's key (an old key form)").alias("detail"))
+        if self.strict:
+            raise_first(duplicates, source=self.source)
+        keys = keys.filter(pl.col("_first")).drop("_first")
+        kept = pl.concat(self._kept)
+        kept = kept.filter(pl.col("line").is_in(keys["line"].implode()))
+        skipped_entries = pl.concat(self._skipped_entries)
+        skipped_entries = skipped_entries.filter(~pl.col("line").is_in(duplicates["line"].implode()))
+        return keys, kept, pl.concat([*self._skipped_lines, duplicates]).sort("line"), skipped_entries
 
 
 def problem_ids(frame: pl.DataFrame) -> pl.Series:
-    """:func:`~kernelbench.problem.problem_id_of` for every row of a frame with the :data:`FIELDS` columns.
+    """:func:`~kernelbench.problem.problem_id_of` for every row of a frame with the :data:`FIELDS` columns
+    (and ``pad_mode``, if the frame has it).
 
     Builds the canonical text with polars and hashes it; checked against
     ``problem_id_of`` on the first row so the two cannot drift apart unnoticed.
@@ -221,13 +267,22 @@ def problem_ids(frame: pl.DataFrame) -> pl.Series:
     Raises:
         RuntimeError: the canonical form of ``problem_id_of`` changed (a bug here).
     """
-    canonical = frame.select(
-        pl.concat_str([pl.format(f"{f}={{}}", pl.col(f)) for f in FIELDS], separator="|")
-    ).to_series()
+    text = pl.concat_str([pl.format(f"{f}={{}}", pl.col(f)) for f in FIELDS], separator="|")
+    if PAD_MODE_FIELD in frame.columns:  # as problem_id_of: the mode joins the text only when not default
+        mode = pl.col(PAD_MODE_FIELD)
+        text = pl.when(mode.is_null() | (mode == DEFAULT_PAD_MODE)).then(text).otherwise(
+            pl.concat_str([text, pl.format(f"|{PAD_MODE_FIELD}={{}}", mode)]))
+    canonical = frame.select(text).to_series()
     ids = pl.Series("problem_id", [hashlib.sha1(text.encode()).hexdigest()[:16] for text in canonical],
                     dtype=pl.String)
-    if frame.height and ids[0] != problem_id_of(frame.row(0, named=True)):
-        raise RuntimeError("problem_ids() no longer matches kernelbench.problem.problem_id_of")
+    # Check the first row and the first of another mode, so both branches are checked on every import.
+    checked = {0}
+    if PAD_MODE_FIELD in frame.columns:
+        other = frame[PAD_MODE_FIELD].fill_null(DEFAULT_PAD_MODE) != DEFAULT_PAD_MODE
+        checked |= set(other.arg_true().head(1).to_list())
+    for i in sorted(checked) if frame.height else ():
+        if ids[i] != problem_id_of(frame.row(i, named=True)):
+            raise RuntimeError("problem_ids() no longer matches kernelbench.problem.problem_id_of")
     return ids
 
 
@@ -242,8 +297,7 @@ def _import_id(path: Path) -> str:
 
 def _rows(keys: pl.DataFrame, kept: pl.DataFrame, *, device_label: str, run_id: str) -> pl.DataFrame:
     """One dataset row per kept entry, with its key's problem columns; conformed to the schema."""
-    keys = keys.with_columns(problem_ids(keys))
-    frame = kept.join(keys, on="line", how="inner", maintain_order="left").with_columns(
+    frame = kept.join(keys.drop("key_form"), on="line", how="inner", maintain_order="left").with_columns(
         *output_size_columns().values(),
         pl.lit("ok").alias("status"),
         pl.lit(device_label).alias("device"),

@@ -8,7 +8,7 @@ was skipped), a short ``reason`` code and a human-readable ``detail``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -46,6 +46,8 @@ class ImportReport:
     imported (at least one entry kept); ``rows`` the entries kept.
     ``keys_without_entries`` counts lines with a valid key all of whose entries
     were skipped (those entries are in ``skipped_entries``).
+    ``old_key_forms`` counts imported problems whose key was in an old form, by
+    form; ``pad_modes`` imported problems by padding mode other than ``default``.
     """
 
     source: str
@@ -55,6 +57,8 @@ class ImportReport:
     skipped_lines: tuple[SkipCount, ...]
     skipped_entries: tuple[SkipCount, ...]
     keys_without_entries: int
+    old_key_forms: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    pad_modes: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def skipped_line_count(self) -> int:
@@ -74,6 +78,8 @@ class ImportReport:
             "keys_without_entries": self.keys_without_entries,
             "skipped_lines": {s.reason: s.as_dict() for s in self.skipped_lines},
             "skipped_entries": {s.reason: s.as_dict() for s in self.skipped_entries},
+            "old_key_forms": dict(self.old_key_forms),
+            "pad_modes": dict(self.pad_modes),
         }
 
     def format(self) -> str:
@@ -86,6 +92,10 @@ class ImportReport:
             for s in counts:
                 where = ", ".join(map(str, s.first_lines)) + (", ..." if s.count > len(s.first_lines) else "")
                 out.append(f"  skipped {kind}: {s.reason} x{s.count:,} (line {where}), e.g. {s.example}")
+        for form, count in self.old_key_forms.items():
+            out.append(f"  imported {count:,} problems from keys in an old form: {form}")
+        for mode, count in self.pad_modes.items():
+            out.append(f"  imported {count:,} problems in MIOpen's '{mode}' padding mode (pad_mode)")
         if self.keys_without_entries:
             out.append(f"  {self.keys_without_entries:,} valid keys had no usable entry and were left out")
         return "\n".join(out)

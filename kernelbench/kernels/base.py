@@ -62,6 +62,7 @@ class Prepared:
 
 
 CLAMPED_OUTPUT_REASON = "output size clamped to 1 (MIOpen's default mode): the filter is larger than the padded input"
+PAD_MODE_REASON = "MIOpen 'same'/'valid' padding mode (the output size is not the floor formula's)"
 
 
 def _always_available() -> str | None:
@@ -97,8 +98,11 @@ class Kernel:
         """``None`` when this kernel can compute ``problem``, else why not (what the harness asks).
 
         Checks shared by every kernel come first: no kernel here computes a
-        problem whose output size MIOpen clamps to 1 (see :attr:`ConvProblem.clamped_axes`).
+        problem whose output size MIOpen clamps to 1 (see :attr:`ConvProblem.clamped_axes`)
+        or one in MIOpen's ``same``/``valid`` padding mode (:attr:`ConvProblem.pad_mode`).
         """
         if problem.clamped_axes:
             return CLAMPED_OUTPUT_REASON
+        if problem.pad_mode != "default":
+            return PAD_MODE_REASON
         return self.applies(problem)

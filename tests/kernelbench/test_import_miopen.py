@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import kernelbench as kernelbench_cli
+from kernelbench.devices import descriptor
 from kernelbench.errors import InputError
 from kernelbench.importers import miopen as importer
 from kernelbench.importers import textfile
@@ -133,12 +134,10 @@ def test_format_then_parse_gives_the_same_problem():
         ("64-56-56-3x3-128-56-56-32-1x1-1x1-1x1-0-NHWC-NCHW-NCHW-FP32-F", "unsupported_layout", "NHWC-NCHW-NCHW"),
         ("64-56-56-3x3-128-56-56-32-1x1-1x1-1x1-0-CHWN-CHWN-CHWN-FP32-F", "unsupported_layout", "CHWN"),
         ("64-56-56-3x3-128-56-56-32-1x1-1x1-1x1-0-NHWC-FP32-F", "unsupported_layout", "NHWC"),
-        ("16-8-32-32-3x3x3-32-4-16-16-4-1x1x1-2x2x2-1x1x1-0-NCHW-FP32-F", "unsupported_layout", "old MIOpen"),
         ("16-8-32-32-3x3x3-32-4-16-16-4-1x1x1-2x2x2-1x1x1-0-NHWC-NHWC-NHWC-FP32-F", "unsupported_layout", "3D"),
         ("64-56-56-3x3-128-56-56-32-1x1-1x1-1x1-1-NCHW-FP32-F", "unsupported_key_feature", "bias"),
         ("64-56-56-3x3-128-56-56-32-1x1-1x1-1x1-0-NCHW-FP32-F_ciFP8", "unsupported_key_feature", "cast"),
         ("64-56-56-3x3-128-56-56-32-1x1-1x1-1x1-0-NCHW-FP32-F_g2_coBF8", "unsupported_key_feature", "cast"),
-        ("16-4-14-14-1x1x1-32-4-14-14-4-0x0-1x1x1-1x1x1-0-NCHW-FP32-F", "unsupported_key_feature", "two pad"),
         ("64-56-56-3x3-128-56-56-32-1x1-1x1-1x1-0-NCHW-NCHW-NCHW-FP32-F", "malformed_key", "once"),
         ("64-56-56-3x3-128-56-56-32-1x1-1x1-1x1-0-NCHW-FP32-X", "malformed_key", "direction"),
         ("64-56-56-3x3-128-56-56-32-1x1-1x1-1x1-0-NCHW-FP32-F_g1", "malformed_key", "g1"),
@@ -154,10 +153,13 @@ def test_format_then_parse_gives_the_same_problem():
         ("64-56-56-3x3-128-56-56-32-1x1-1x1-1x1-0-NCHW-FP32-F_g3", "invalid_problem", "divisible"),
         ("0-56-56-3x3-128-56-56-32-1x1-1x1-1x1-0-NCHW-FP32-F", "invalid_problem", "in_channels"),
         ("64-56-56-3x3-128-55-56-32-1x1-1x1-1x1-0-NCHW-FP32-F", "invalid_problem", "55x56"),
-        # 'same' padding: output ceil(10 / 2) = 5, while pad 0 in the key gives 4.
-        ("128-10-10-3x3-256-5-5-100-0x0-2x2-1x1-0-NCHW-FP32-F", "same_padding_mode", "ceil"),
         # A clamped axis must say 1, not 2.
         ("8-1-1-3x3-16-2-1-4-0x0-1x1-1x1-0-NCHW-FP32-F", "invalid_problem", "2x1 in the key, 1x1"),
+        # Two pads on a 3D key whose sizes fit depth pad 0 and 1 (stride 5): the problem is not determined.
+        ("16-8-14-14-1x1x1-32-2-14-14-4-0x0-5x1x1-1x1x1-0-NCHW-FP32-F", "unsupported_key_feature", "third pad"),
+        # 'same' sizes (ceil(10 / 2) = 5) with dilation 2: MIOpen uses the default mode then, which gives 3.
+        ("128-10-10-3x3-256-5-5-100-0x0-2x2-2x2-0-NCHW-FP32-F", "invalid_problem", "dilation is 1"),
+        ("128-10-10-3x3-256-7-7-100-0x0-2x2-1x1-0-NCHW-FP32-F", "invalid_problem", "'valid'"),
     ],
 )
 def test_keys_the_model_cannot_hold_are_rejected_with_a_reason(key, reason, words):
@@ -166,6 +168,96 @@ def test_keys_the_model_cannot_hold_are_rejected_with_a_reason(key, reason, word
     assert info.value.reason == reason
     assert words in str(info.value)
     assert isinstance(info.value, InputError)
+
+
+# ---------------------------------------------------------------- old key forms and padding modes
+# Synthetic keys in the two old 3D forms of MIOpen's gfx803/gfx906 find-dbs, and in 'same'/'valid' mode.
+
+OLD_NCHW_3D = "16-8-32-32-3x3x3-32-4-16-16-4-1x1x1-2x2x2-1x1x1-0-NCHW-FP32-F"
+OLD_TWO_PADS = "16-4-14-14-1x1x1-32-4-14-14-4-0x0-1x1x1-1x1x1-0-NCHW-FP32-F"
+# 3x3x3 filter, stride 1, sizes kept: both readings of "1x1" (HxW or DxH) solve the third pad to 1.
+OLD_TWO_PADS_SOLVED = "8-8-16-16-3x3x3-8-8-16-16-2-1x1-1x1x1-1x1x1-0-NCHW-FP16-B"
+KEY_SAME = "128-10-10-3x3-256-5-5-100-0x0-2x2-1x1-0-NCHW-FP32-F"  # ceil(10 / 2) = 5; pad 0 would give 4
+KEY_SAME_BWD = "256-5-5-3x3-128-10-10-100-1x1-2x2-1x1-0-NCHW-FP32-W"  # 'in' is dy; x is 10x10, and pad 1 gives 5
+KEY_VALID = "8-10-10-3x3-8-8-8-2-1x1-1x1-1x1-0-NCHW-FP32-F"  # valid ignores the pad: ceil((10-3+1)/1) = 8
+
+
+def test_old_3d_key_with_layout_nchw_is_read_as_ncdhw():
+    p = parse_key(OLD_NCHW_3D)
+    assert (p.spatial_dims, p.layout, p.pad_mode) == (3, "NCDHW", "default")
+    assert (p.in_d, p.in_h, p.in_w, p.out_d, p.out_h, p.out_w) == (8, 32, 32, 4, 16, 16)  # positional, as MIOpen
+    modern = OLD_NCHW_3D.replace("-NCHW-", "-NCDHW-")
+    assert format_key(p) == modern and parse_key(modern) == p
+    assert parse_keys([OLD_NCHW_3D, modern])["key_form"].to_list() == ["3d_layout_nchw", None]
+
+
+def test_old_3d_key_with_two_pads_takes_the_pad_its_sizes_determine():
+    p = parse_key(OLD_TWO_PADS)
+    assert (p.pad_d, p.pad_h, p.pad_w, p.layout) == (0, 0, 0, "NCDHW")
+    assert format_key(p) == OLD_TWO_PADS.replace("-0x0-", "-0x0x0-").replace("-NCHW-", "-NCDHW-")
+    solved = parse_key(OLD_TWO_PADS_SOLVED)
+    assert (solved.direction, solved.pad_d, solved.pad_h, solved.pad_w) == ("bwd_data", 1, 1, 1)
+    assert (solved.out_d, solved.out_h, solved.out_w) == (8, 16, 16)
+    assert parse_keys([OLD_TWO_PADS])["key_form"].to_list() == ["3d_two_pads"]
+
+
+def test_same_and_valid_padding_modes_are_read_from_the_sizes():
+    same = parse_key(KEY_SAME)
+    assert (same.pad_mode, same.out_h, same.out_w, same.pad_h) == ("same", 5, 5, 0)
+    assert same.padding("h") == (0, 1)  # (5 - 1) * 2 + 3 - 10: one element after the end, none before
+    assert format_key(same) == KEY_SAME and parse_key(format_key(same)) == same
+    default = ConvProblem(**{**same.as_dict(), "pad_mode": "default"})
+    assert default.out_h == 4 and default.problem_id != same.problem_id
+    assert default.problem_id == problem_id_of(default.as_dict())
+    valid = parse_key(KEY_VALID)
+    assert (valid.pad_mode, valid.out_h, valid.pad_h) == ("valid", 8, 1)
+    assert format_key(valid) == KEY_VALID
+    assert "same" in same.describe() and not same.clamped_axes
+
+
+def test_backward_key_in_same_mode_uses_the_forward_sizes():
+    p = parse_key(KEY_SAME_BWD)
+    assert (p.direction, p.in_h, p.out_h, p.pad_h) == ("bwd_weights", 10, 5, 1)
+    # pad 1 with the floor formula also gives 5: the default mode wins the tie
+    assert p.pad_mode == "default"
+    odd = parse_key("256-6-6-3x3-128-11-11-100-0x0-2x2-1x1-0-NCHW-FP32-B")  # ceil(11 / 2) = 6; floor gives 5
+    assert (odd.direction, odd.in_h, odd.out_h, odd.pad_mode) == ("bwd_data", 11, 6, "same")
+
+
+def test_no_kernel_applies_to_a_problem_in_same_or_valid_mode():
+    from kernelbench.kernels.base import PAD_MODE_REASON
+    from kernelbench.kernels.registry import all_kernels
+
+    same = problem_2d(batch=1, in_channels=2, out_channels=2, in_h=9, in_w=9, filter_h=3, filter_w=3, stride_h=2,
+                      stride_w=2)
+    same = ConvProblem(**{**same.as_dict(), "pad_mode": "same"})
+    kernels = all_kernels("cpu")
+    assert kernels and {k.reason_not_applicable(same) for k in kernels} == {PAD_MODE_REASON}
+
+
+def test_import_reads_old_forms_and_padding_modes_and_reports_them(tmp_path):
+    lines = [f"{key}={v2('ConvA', 0.5 + i, 0, FWD_DIRECT if key[-1] == 'F' else BWD_WINO)}"
+             for i, key in enumerate([KEY_FWD, OLD_NCHW_3D, OLD_TWO_PADS, OLD_TWO_PADS_SOLVED, KEY_SAME, KEY_VALID])]
+    # The same problem as OLD_NCHW_3D in the current form, later in the file: the current form wins.
+    lines.append(f"{OLD_NCHW_3D.replace('-NCHW-', '-NCDHW-')}={v2('ConvB', 9.0, 0, FWD_DIRECT)}")
+    result = import_miopen_fdb(write(tmp_path / "gfx90878.HIP.fdb.txt", lines))
+    report = result.report
+    assert (report.lines, report.keys, report.rows) == (7, 6, 6)
+    assert dict(report.old_key_forms) == {"3d_two_pads": 2}
+    assert dict(report.pad_modes) == {"same": 1, "valid": 1}
+    assert [(s.reason, s.count, s.first_lines) for s in report.skipped_lines] == [("duplicate_key", 1, (2,))]
+    frame = result.frame
+    assert frame.filter(pl.col("kernel") == "ConvB")["problem_id"].to_list() == [parse_key(OLD_NCHW_3D).problem_id]
+    assert sorted(frame["pad_mode"].to_list()) == ["default"] * 4 + ["same", "valid"]
+    out = tmp_path / "x.parquet"
+    from kernelbench.schema import write_dataset
+    write_dataset(frame, out, result.metadata)
+    back, meta = read_dataset(out)
+    assert back.filter(pl.col("pad_mode") == "same").select("out_h", "out_w").rows() == [(5, 5)]
+    assert meta["import_report"]["pad_modes"] == {"same": 1, "valid": 1}
+    for row in back.iter_rows(named=True):
+        assert row["problem_id"] == parse_key(row["miopen_key"]).problem_id
+    assert "old form: 3d_two_pads" in report.format() and "'same' padding mode" in report.format()
 
 
 def test_parse_keys_agrees_with_parse_key_and_keeps_order():
@@ -325,7 +417,7 @@ def test_import_builds_the_dataset_rows_and_metadata(tmp_path, compress):
     meta = result.metadata
     assert (meta["source"], meta["coverage"], meta["fdb_format"]) == (SOURCE, COVERAGE, "find-db-2.0")
     assert meta["device"] == {"arch": "gfx908", "num_cu": 120, "name": "AMD Instinct MI100", "backend": "HIP",
-                              "label": "miopen:gfx908:120"}
+                              "label": "miopen:gfx908:120", "descriptor": descriptor("gfx908_120").as_dict()}
     assert meta["miopen_fdb_file"] == path.name and meta["format"] == "long"
     assert meta["devices"] == {"miopen:gfx908:120": meta["device"]}
     assert set(frame["run_id"]) == {meta["run_id"]} and meta["run_id"].startswith("miopen-")
