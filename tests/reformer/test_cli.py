@@ -124,3 +124,50 @@ def test_an_aborted_run_exits_1_with_one_line(fitted, tmp_path, monkeypatch):
     result = CliRunner().invoke(reformer, ["ablate", str(root / "d.parquet"), "-o", str(tmp_path / "r")])
     assert result.exit_code == 1
     assert result.output == "Aborted: a worker process died; re-run the same command to resume\n"
+
+
+def test_select_without_applicable_prints_every_candidate_and_flags_an_unseen_context(fitted):
+    root, _ = fitted
+    result = run("select", root / "model", "--problem", PROBLEM.replace("dtype=fp32", "dtype=bf16"), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert data["context_seen"] is False and data["candidates"] == "context"
+    assert "never saw a training problem of this problem's context" in result.stderr
+    ranked = [entry["kernel"] for entry in data["ranked"]]
+    probabilities = [entry["probability"] for entry in data["ranked"]]
+    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) == pytest.approx(1, abs=1e-5)
+    seen = run("select", root / "model", "--problem", PROBLEM, "--json")
+    assert json.loads(seen.stdout)["context_seen"] is True and "warning" not in seen.stderr
+    assert len(ranked) >= len(json.loads(seen.stdout)["ranked"])  # the backed-off context is coarser
+
+
+def test_evaluate_top_k_reports_both_protocols(fitted):
+    root, _ = fitted
+    result = run("evaluate", root / "model", root / "d.parquet", "--json", "--top-k", "1,2")
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(data["topk"]) == set(data["open_topk"]) == {"1", "2"}
+    assert data["topk"]["1"]["top1"] == data["top1"] and data["open_topk"]["1"]["top1"] == data["open_top1"]
+    assert data["topk"]["2"]["oracle_ratio"] >= data["oracle_ratio"]
+    assert 0 < data["open_hit_rate"] <= 1
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1.5", "two"])
+def test_bad_top_k_exits_2_with_one_line(fitted, value):
+    root, _ = fitted
+    result = run("evaluate", root / "model", root / "d.parquet", "--top-k", value)
+    assert result.exit_code == 2 and "--top-k" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_model_without_a_candidate_rule_says_how_to_refit(fitted, tmp_path):
+    import shutil
+
+    root, _ = fitted
+    old = tmp_path / "old-model"
+    shutil.copytree(root / "model", old)
+    config = json.loads((old / "config.json").read_text())
+    del config["candidates"]
+    (old / "config.json").write_text(json.dumps(config))
+    for args in (("select", old, "--problem", PROBLEM), ("evaluate", old, root / "d.parquet")):
+        result = run(*args)
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+        assert "no candidate rule" in result.output and f"-o {old}" in result.output
