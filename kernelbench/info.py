@@ -82,8 +82,20 @@ def summarize(frame: pl.DataFrame) -> dict[str, Any]:
         static_sum_ratio=float(static["t_static"].sum() / static["t_best"].sum()),
         near_ties=int(tied["_tie"].sum()),
         baseline=_baseline(ok, best),
+        **_load(ok),
     )
     return out
+
+
+def _load(ok: pl.DataFrame) -> dict[str, Any]:
+    """How many timed rows had other processes busy (``load`` >= the sweep's quiet threshold), and the median load."""
+    from kernelbench.sweep import SweepOptions
+
+    threshold = SweepOptions().quiet_threshold_cores
+    known = ok["load"].drop_nulls()
+    return {"load_threshold_cores": threshold, "load_known_rows": known.len(),
+            "loaded_rows": int((known >= threshold).sum()),
+            "load_median": float(known.median()) if known.len() else None}
 
 
 def _near_tie(frame: pl.DataFrame, t_a: str, rse_a: str, t_b: str, rse_b: str) -> np.ndarray:
@@ -155,4 +167,10 @@ def format_summary(summary: dict[str, Any], metadata: dict[str, Any]) -> str:
             f"near-ties: {summary['near_ties']:,} of {measured:,} problems have a runner-up within the tie tolerance "
             f"of the best (max({100 * TIE_FLOOR:.0f} %, {TIE_Z:g} x combined time_rse); docs/dataset-format.md)"
         )
+        if summary.get("load_known_rows"):
+            lines.append(
+                f"timed under load: {summary['loaded_rows']:,} of {summary['load_known_rows']:,} rows with a known "
+                f"load were timed while other processes used >= {summary['load_threshold_cores']:g} cores (median "
+                f"{summary['load_median']:.2f}); such times need not reproduce (docs/cpu-timing.md)"
+            )
     return "\n".join(lines)
