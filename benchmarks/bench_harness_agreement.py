@@ -8,7 +8,7 @@ For each space (or spec file), allocator setting and repeat, this runs in fresh 
 alternating which of the two goes first.  ``--pinning on`` runs both with the glibc allocator pinning
 kernelbench applies (:func:`kernelbench.device.keep_freed_memory`), ``off`` runs both without it
 (``KERNELBENCH_NO_MALLOPT=1`` for the sweep).  It prints, per size bucket (the problem's median
-``torch_default`` time over all runs, in ms) and allocator setting:
+``torch_default`` time over all runs in ms, or with ``--bucket-by mflop`` its MFLOP) and allocator setting:
 
 * ``kb spread`` / ``tub spread``: the run-to-run spread of each harness, ``max / min - 1`` of one
   (problem, kernel)'s medians across the repeats (what "repeated sweeps agree within x %" means),
@@ -27,7 +27,8 @@ Usage::
 
     python benchmarks/bench_harness_agreement.py [--spaces smoke,resnet50] [--batch-sizes 1] [--spec FILE]
         [--repeats 3] [--pinning on,off] [--threads N] [--kernels torch_default] [--budget-s 1.0]
-        [--tub-min-run-time 0.2] [--quiet-wait] [--out runs.csv] [--json]
+        [--tub-min-run-time 0.2] [--quiet-wait] [--bucket-by time|mflop] [--edges 0.05,0.2,1,5]
+        [--out runs.csv] [--from-csv runs.csv] [--json]
 
 Run it on a quiet machine (or with ``--quiet-wait``): figures measured under load say how loaded the
 machine was more than how good the harness is; the ``load`` column of ``--out`` records it.
@@ -53,8 +54,9 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 import polars as pl  # noqa: E402
 
-#: Default upper edges of the size buckets, in ms of the problem's median torch_default time.
-EDGES_MS = (0.05, 0.2, 1.0, 5.0)
+#: Default upper edges of the size buckets: ms of the problem's median torch_default time (``--bucket-by time``),
+#: or MFLOP (``--bucket-by mflop``: does not move with the load, which can inflate a time 1000x).
+EDGES = {"time": (0.05, 0.2, 1.0, 5.0), "mflop": (1.0, 10.0, 100.0, 1000.0)}
 PINNING = {"on": {}, "off": {"KERNELBENCH_NO_MALLOPT": "1"}}
 
 
@@ -162,13 +164,13 @@ def _q(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1] if 0 < q < 1 else values[0]
 
 
-def bucket_of(time_ms: float, edges: tuple[float, ...]) -> str:
+def bucket_of(size: float, edges: tuple[float, ...], unit: str = "ms") -> str:
     lower = 0.0
     for edge in edges:
-        if time_ms < edge:
-            return f"{lower:g}-{edge:g} ms"
+        if size < edge:
+            return f"{lower:g}-{edge:g} {unit}"
         lower = edge
-    return f">= {lower:g} ms"
+    return f">= {lower:g} {unit}"
 
 
 def _flips(kb: pl.DataFrame) -> tuple[int, int]:
@@ -196,16 +198,20 @@ def _flips(kb: pl.DataFrame) -> tuple[int, int]:
     return flips, tie_flips
 
 
-def summarize(runs: pl.DataFrame, edges: tuple[float, ...], mflop: dict[str, float]) -> list[dict[str, Any]]:
+def summarize(runs: pl.DataFrame, edges: tuple[float, ...], mflop: dict[str, float], *,
+              bucket_by: str = "time") -> list[dict[str, Any]]:
     """One line per (target, pinning, bucket) and per (target, pinning) overall; see the module docstring."""
     size = (runs.filter((pl.col("harness") == "kernelbench") & (pl.col("kernel") == "torch_default"))
             .group_by("target", "problem_id").agg(pl.col("time_ms").median().alias("size_ms")))
     runs = runs.join(size, on=["target", "problem_id"], how="left")
-    runs = runs.with_columns(pl.col("size_ms").map_elements(lambda t: bucket_of(t, edges), return_dtype=pl.String)
-                             .alias("bucket"))
+    unit = "ms" if bucket_by == "time" else "MFLOP"
+    if bucket_by == "mflop":
+        runs = runs.with_columns(pl.col("problem_id").replace_strict(mflop, return_dtype=pl.Float64).alias("size_ms"))
+    runs = runs.with_columns(pl.col("size_ms").map_elements(lambda t: bucket_of(t, edges, unit),
+                                                            return_dtype=pl.String).alias("bucket"))
     per_pair = (runs.group_by("target", "pinning", "bucket", "harness", "problem_id", "kernel")
                 .agg(pl.col("time_ms"), pl.col("time_rse").median().alias("rse"), pl.col("size_ms").first()))
-    order = [bucket_of(e - 1e-12, edges) for e in edges] + [bucket_of(math.inf, edges)]
+    order = [bucket_of(e - 1e-12, edges, unit) for e in edges] + [bucket_of(math.inf, edges, unit)]
     lines = []
     for (target, pinning), group in sorted(per_pair.group_by("target", "pinning"), key=lambda kv: kv[0]):
         for bucket in [*order, "all"]:
@@ -288,7 +294,10 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=1.0, help="the sweep's --budget-s")
     parser.add_argument("--tub-min-run-time", type=float, default=0.2, help="blocked_autorange(min_run_time), s")
     parser.add_argument("--quiet-wait", action="store_true", help="wait for a quiet machine (both harnesses)")
-    parser.add_argument("--edges-ms", default=",".join(f"{e:g}" for e in EDGES_MS), help="size bucket edges, ms")
+    parser.add_argument("--bucket-by", choices=sorted(EDGES), default="time",
+                        help="size of a problem: its median torch_default time (ms) or its MFLOP")
+    parser.add_argument("--edges", help="size bucket edges, in ms or MFLOP (default: %s)" %
+                        "; ".join(f"{k} {','.join(f'{e:g}' for e in v)}" for k, v in EDGES.items()))
     parser.add_argument("--out", help="write every measured median to this CSV file")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--from-csv", help="summarize a CSV written by --out instead of measuring")
@@ -297,7 +306,7 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    edges = tuple(float(e) for e in args.edges_ms.split(","))
+    edges = tuple(float(e) for e in args.edges.split(",")) if args.edges else EDGES[args.bucket_by]
     if args.from_csv:
         runs = pl.read_csv(args.from_csv, schema_overrides={"problem_id": pl.String, "time_rse": pl.Float64,
                                                             "load": pl.Float64, "repeat": pl.Int32})
@@ -341,7 +350,7 @@ def main() -> None:
 def report(runs: pl.DataFrame, edges: tuple[float, ...], mflop: dict[str, float], args: argparse.Namespace, *,
            repeats: int, wall_s: float | None) -> None:
     """Print the summary of ``runs`` (a table, or JSON with ``--json``)."""
-    lines = summarize(runs, edges, mflop)
+    lines = summarize(runs, edges, mflop, bucket_by=args.bucket_by)
     effect = pinning_effect(runs) if runs["pinning"].n_unique() == 2 else {}
     if args.json:
         print(json.dumps({"lines": lines, "pinned_over_unpinned": effect, "repeats": repeats,
