@@ -51,6 +51,7 @@ COLUMNS: dict[str, pa.DataType] = {
     "time_ms": pa.float64(),
     "time_ms_min": pa.float64(),
     "time_ms_iqr": pa.float64(),
+    "time_rse": pa.float64(),
     "samples": pa.int32(),
     "max_rel_error": pa.float64(),
     "workspace_bytes": pa.int64(),

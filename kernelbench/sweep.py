@@ -115,6 +115,8 @@ def _row(
         time_ms=result.median_ms if result and status is Status.OK else None,
         time_ms_min=result.min_ms if result and status is Status.OK else None,
         time_ms_iqr=result.iqr_ms if result and status is Status.OK else None,
+        # inf (fewer than 2 samples) is "unknown", not a number a reader should compare.
+        time_rse=result.rse if result and status is Status.OK and math.isfinite(result.rse) else None,
         samples=len(result.samples_ms) if result else None,
         max_rel_error=max_rel_error if max_rel_error is None or math.isfinite(max_rel_error) else None,
         workspace_bytes=workspace_bytes,

@@ -17,6 +17,9 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
 
 #: sqrt(pi / 2): asymptotic ratio of the standard error of the median to that of the mean (normal data).
 _MEDIAN_SE_FACTOR = math.sqrt(math.pi / 2)
@@ -75,6 +78,38 @@ def iqr(samples: Sequence[float]) -> float:
         return 0.0
     q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")
     return q3 - q1
+
+
+#: Relative difference below which two medians are a tie whatever their samples say: the run-to-run
+#: reproducibility of CPU medians (between sweeps, processes and hours), which is larger than the
+#: sampling error one sweep sees.  See docs/dataset-format.md ("Near-ties") and
+#: ``benchmarks/bench_harness_agreement.py``, which measures it.
+TIE_FLOOR = 0.05
+#: Two medians are also a tie while they are fewer than this many combined standard errors apart.
+TIE_Z = 2.0
+
+
+def tie_tolerance(rse_a: Any, rse_b: Any) -> Any:
+    """Relative tolerance of a comparison of two medians: ``max(TIE_FLOOR, TIE_Z * hypot(rse_a, rse_b))``.
+
+    ``rse_*`` are the rows' ``time_rse`` (floats or numpy arrays); a missing one (None or NaN, e.g.
+    imported data) counts as 0, so the floor alone applies.
+    """
+    a = np.nan_to_num(np.asarray(rse_a, dtype=float), nan=0.0, posinf=np.inf)
+    b = np.nan_to_num(np.asarray(rse_b, dtype=float), nan=0.0, posinf=np.inf)
+    return np.maximum(TIE_FLOOR, TIE_Z * np.hypot(a, b))
+
+
+def near_tie(t_a: Any, rse_a: Any, t_b: Any, rse_b: Any) -> Any:
+    """Whether two measured medians cannot be told apart: ``max(t) / min(t) <= 1 + tie_tolerance(rse_a, rse_b)``.
+
+    The one near-tie rule of the project (``kernelbench info``; ``reformer`` uses the same). Works on
+    floats (returns a bool) and on numpy arrays of equal shape (returns a bool array).
+    Times must be > 0 (ms; any unit as long as both are the same).
+    """
+    ta, tb = np.asarray(t_a, dtype=float), np.asarray(t_b, dtype=float)
+    tie = np.maximum(ta, tb) <= np.minimum(ta, tb) * (1.0 + tie_tolerance(rse_a, rse_b))
+    return bool(tie) if tie.ndim == 0 else tie
 
 
 @dataclasses.dataclass(frozen=True)

@@ -341,8 +341,9 @@ def torch_kernels() -> tuple[Kernel, ...]:
                unavailable=_nnpack_unavailable, default=True,
                description="NNPACK (aten._nnpack_spatial_convolution), algorithm chosen by NNPACK"),
         Kernel(name="torch_default", algorithm="vendor", backend="cpu", applies=_default_applies,
-               prepare=_default_prepare,
-               description="torch.nn.functional.conv2d: whatever back-end torch's dispatch picks"),
+               prepare=_default_prepare, default=True,
+               description="torch.nn.functional.conv2d: whatever back-end torch's dispatch picks (the baseline: "
+                           "what a user gets without a selector)"),
     )
 
 

@@ -98,7 +98,12 @@ def test_sweep_export_info_on_a_spec(tmp_path, spec):
     assert info["rows"] == 12 and info["problems"] == 6 and info["kernels"] == 2 and info["directions"] == {"fwd": 6}
     assert sum(info["wins"].values()) == 6 and info["static_geomean"] >= 1.0
     text = runner.invoke(kernelbench, ["info", str(tmp_path / "d.parquet")]).output
-    assert "static order (by wins) vs oracle" in text and "torch_default" in text
+    assert "static order (by wins)" in text and "torch_default (no selector)" in text and "decided" in text
+    # torch_default is the baseline beside static, over every problem (it applies to all of them).
+    assert info["baseline"]["kernel"] == "torch_default" and info["baseline"]["problems"] == 6
+    assert info["baseline"]["geomean"] >= 1.0 and 0 <= info["baseline"]["near_best"] <= 6
+    # Every timed row says how well its median is known.
+    assert frame["time_rse"].null_count() == 0 and (frame["time_rse"] >= 0).all()
     # the same command again resumes and measures nothing new
     again = runner.invoke(kernelbench, ["sweep", "--spec", str(spec), "-o", str(tmp_path / "run"), *FAST])
     assert again.exit_code == 0 and "rows written          0" in again.output

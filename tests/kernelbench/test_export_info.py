@@ -78,3 +78,35 @@ def test_summary_counts_wins_and_static_ratios():
     assert s["near_ties"] == 1  # p1: c within 5 % of b
     assert s["directions"] == {"fwd": 3} and s["devices"] == ["cpu:test:1t"]
     assert not math.isnan(s["static_geomean"])
+
+
+def test_summary_treats_near_ties_as_ties_and_shows_the_torch_default_baseline():
+    from kernelbench.info import format_summary
+
+    p = problems(5)
+    times = {p[0]: {"a": 1.0, "b": 1.03, "torch_default": 1.2},   # a by 3 %: a near-tie (5 % floor)
+             p[1]: {"a": 1.0, "b": 1.12, "torch_default": 1.3},   # a by 12 %, but each median is known to 5 %
+             p[2]: {"torch_default": 1.0, "b": 2.0},              # a decided win
+             p[3]: {"a": 1.0, "torch_default": 1.04},             # no time_rse (imported data): floor only
+             p[4]: {"a": 1.0}}                                    # alone: decided
+    rse = {p[0]: 0.01, p[1]: 0.05, p[2]: 0.01, p[3]: None, p[4]: None}
+    data = rows(times)
+    for i, row in enumerate(data):
+        row["time_rse"] = next(r for q, r in rse.items() if q.problem_id == row["problem_id"])
+        row["load"] = [None, 0.1, 1.5][i % 3]  # 3 of the 11 rows were timed with other processes busy
+    s = summarize(frame(data))
+    assert (s["load_known_rows"], s["loaded_rows"], s["load_median"]) == (7, 3, pytest.approx(0.1))
+    assert s["wins"] == {"a": 4, "torch_default": 1}
+    assert s["decided_wins"] == {"a": 1, "torch_default": 1}
+    assert s["near_ties"] == 3
+    base = s["baseline"]
+    assert base["kernel"] == "torch_default" and base["problems"] == 4
+    assert base["geomean"] == pytest.approx((1.2 * 1.3 * 1.0 * 1.04) ** 0.25)
+    assert base["sum_ratio"] == pytest.approx((1.2 + 1.3 + 1.0 + 1.04) / 4)
+    assert base["near_best"] == 2  # p2 (it is the best) and p3 (within 5 %)
+    text = format_summary(s, {})
+    assert "torch_default (no selector)" in text and "best or a near-tie on 2" in text
+    assert "near-ties: 3 of 5 problems" in text and "timed under load: 3 of 7 rows" in text
+    # Without the baseline kernel there is no baseline line.
+    without = summarize(frame(r for r in data if r["kernel"] != "torch_default"))
+    assert without["baseline"] is None and "no selector" not in format_summary(without, {})

@@ -78,10 +78,11 @@ def test_core_torch_back_ends_are_available_in_this_build():
         assert kernel.unavailable() is None, (name, kernel.unavailable())
 
 
-def test_default_set_is_the_prototype_winners():
+def test_default_set_is_the_prototype_winners_and_the_torch_default_baseline():
+    # torch_default (F.conv2d) is in every default CPU dataset: what the user gets without a selector.
     assert {k.name for k in select_kernels("cpu", "default")} == {
         "onednn_nchw", "onednn_nhwc", "nnpack", "torch_im2col", "numpy_im2col_gemm", "numpy_gemm_1x1",
-        "numpy_shifted_gemm"}
+        "numpy_shifted_gemm", "torch_default"}
 
 
 @pytest.mark.parametrize("change", [{"layout": "NHWC"}, {"direction": "bwd_data"}, {"dtype": "int8"}],

@@ -1,3 +1,4 @@
+import statistics
 import time
 
 import numpy as np
@@ -11,7 +12,7 @@ from kernelbench.reference import reference_output
 from kernelbench.spaces import SpaceEntry
 from kernelbench.store import RunStore, read_parts
 from kernelbench.sweep import Shard, SweepOptions, run_sweep
-from kernelbench.timing import StoppingRule
+from kernelbench.timing import StoppingRule, median_rse
 
 from .helpers import problems
 
@@ -150,3 +151,35 @@ def test_quiet_wait_re_times_loaded_samples(tmp_path, entries):
     run_sweep(entries[:1], KERNELS[:1], backend=backend, store=store, options=options, progress=False, meter=meter)
     frame = read_parts(tmp_path / "run")
     assert meter.waits == 2 and frame["load"].to_list() == [0.0]
+
+
+class ScriptedBackend(CpuBackend):
+    """A CPU backend whose timer returns scripted samples (ms) instead of timing the kernel."""
+
+    def __init__(self, samples_ms):
+        super().__init__(threads=1)
+        self.samples_ms = samples_ms
+
+    def timer(self, prepared):
+        it = iter(self.samples_ms)
+        return lambda: next(it)
+
+
+@pytest.mark.parametrize(("samples", "rule"), [
+    ([5.0, 4.0, 4.0, 6.0, 4.5, 5.5, 5.0], StoppingRule(warmup=1, min_samples=6, max_samples=6)),
+    ([5.0, 4.0], StoppingRule(warmup=1, min_samples=1, max_samples=1)),
+], ids=["six-samples", "one-sample"])
+def test_rows_record_the_relative_standard_error_of_their_samples(tmp_path, entries, samples, rule):
+    backend = ScriptedBackend(samples)
+    identity = {"space": {"space": "test"}, "kernels": ["good"], "rule": {}, "seed": 0,
+                "device_label": backend.device_label}
+    store = RunStore.open(tmp_path / "run", identity, {})
+    run_sweep(entries[:1], KERNELS[:1], backend=backend, store=store, options=SweepOptions(rule=rule),
+              progress=False)
+    row = read_parts(tmp_path / "run").row(0, named=True)
+    timed = samples[1:]  # the first is the warm-up
+    assert row["samples"] == len(timed) and row["time_ms"] == pytest.approx(statistics.median(timed))
+    if len(timed) > 1:
+        assert row["time_rse"] == pytest.approx(median_rse(timed)) and row["time_rse"] > 0
+    else:
+        assert row["time_rse"] is None  # one sample: no estimate, not inf

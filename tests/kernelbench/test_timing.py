@@ -1,6 +1,7 @@
 import math
 import statistics
 
+import numpy as np
 import pytest
 
 from kernelbench.timing import Measurement, StoppingRule, host_timer, iqr, measure, median_rse
@@ -113,3 +114,73 @@ def test_host_timer_averages_short_runs_into_samples_of_at_least_min_sample_ms()
     slow()
     start = clock.now
     assert slow() == pytest.approx(4.0) and clock.now - start == pytest.approx(0.004)  # one run per sample
+
+
+def test_near_tie_uses_the_floor_and_the_rows_standard_errors():
+    from kernelbench.timing import TIE_FLOOR, TIE_Z, near_tie, tie_tolerance
+
+    # Without a standard error (imported rows: None / NaN) only the floor applies.
+    assert near_tie(1.0, None, 1.0 + TIE_FLOOR * 0.99, None)
+    assert not near_tie(1.0, None, 1.0 + TIE_FLOOR * 1.01, float("nan"))
+    assert near_tie(2.0, 0.0, 1.0 / (1.0 + TIE_FLOOR * 0.99) * 2.0, 0.0)  # symmetric in the order
+    # Noisy rows widen the tolerance: 2 x hypot(0.03, 0.04) = 10 %.
+    assert tie_tolerance(0.03, 0.04) == pytest.approx(TIE_Z * 0.05)
+    assert near_tie(1.0, 0.03, 1.09, 0.04) and not near_tie(1.0, 0.03, 1.11, 0.04)
+    # Arrays in, arrays out (what info and reformer pass).
+    out = near_tie(np.array([1.0, 1.0]), np.array([0.0, 0.03]), np.array([1.08, 1.08]), np.array([0.0, 0.04]))
+    assert out.tolist() == [False, True]
+
+
+def test_measurement_rse_of_known_fake_samples():
+    clock = FakeClock()
+    durations = [10.0, 10.0, 12.0, 9.0, 11.0, 10.5, 9.5]
+    m = measure(fake_kernel(clock, [99.0] + durations), rule=StoppingRule(warmup=1, min_samples=7, max_samples=7),
+                clock=clock)
+    assert m.samples_ms == tuple(durations)
+    expected = math.sqrt(math.pi / 2) * (iqr(durations) / 1.349) / math.sqrt(7) / 10.0
+    assert m.rse == pytest.approx(expected) and m.rse > 0
+
+
+TINY_SPEC = """
+name = "tiny"
+description = "two small layers"
+
+[[grid]]
+batch = 1
+in_channels = [4, 8]
+out_channels = 8
+in_hw = 10
+filter = 3
+pad = "same"
+"""
+
+
+def test_harness_agreement_benchmark_runs_on_a_tiny_space(tmp_path):
+    """benchmarks/bench_harness_agreement.py: kernelbench vs torch.utils.benchmark, repeated, per size bucket."""
+    import csv
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_harness_agreement.py"
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY_SPEC)
+    out = tmp_path / "runs.csv"
+    done = subprocess.run([sys.executable, str(script), "--spec", str(spec), "--repeats", "2", "--pinning", "on",
+                           "--threads", "1", "--budget-s", "0.05", "--tub-min-run-time", "0.02", "--out", str(out),
+                           "--json"], capture_output=True, text=True, timeout=600, check=True)
+    summary = json.loads(done.stdout)
+    overall = [line for line in summary["lines"] if line["bucket"] == "all"]
+    assert len(overall) == 1 and overall[0]["problems"] == 2 and overall[0]["pinning"] == "on"
+    line = overall[0]
+    assert line["kb_spread_median"] >= 0 and line["tub_spread_median"] >= 0 and line["kb_rse_median"] >= 0
+    assert 0 < line["kb_over_tub_p10"] <= line["kb_over_tub_median"] <= line["kb_over_tub_p90"]
+    # Per-bucket lines partition the problems.
+    assert sum(x["problems"] for x in summary["lines"] if x["bucket"] != "all") == 2
+    with open(out) as fh:
+        rows = list(csv.DictReader(fh))
+    # 2 problems x 2 repeats x 2 harnesses, every time positive.
+    assert len(rows) == 8 and {r["harness"] for r in rows} == {"kernelbench", "tub"}
+    assert all(float(r["time_ms"]) > 0 for r in rows)
+    assert {r["repeat"] for r in rows} == {"0", "1"}
