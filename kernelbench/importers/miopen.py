@@ -110,7 +110,7 @@ def import_miopen_fdb(
         "source": SOURCE,
         "run_id": run_id,
         "device": device.as_metadata(),
-        "devices": {device.label: device.as_metadata()},
+        "devices": {device.label: [device.as_metadata()]},  # one list of descriptions per label, as export
         "coverage": COVERAGE,
         "coverage_note": COVERAGE_NOTE,
         "miopen_fdb_file": path.name,

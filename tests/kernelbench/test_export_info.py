@@ -7,6 +7,7 @@ from kernelbench import schema
 from kernelbench.errors import InputError
 from kernelbench.export import export, merge_runs, to_wide
 from kernelbench.info import summarize
+from kernelbench.shards import Shard
 from kernelbench.store import RunStore
 
 from .helpers import frame, problems, rows
@@ -14,9 +15,12 @@ from .helpers import frame, problems, rows
 IDENTITY = {"space": {"space": "smoke"}, "kernels": ["a", "b", "c"], "rule": {}, "device_label": "cpu:t:1t", "seed": 0}
 
 
-def make_run(path, times, *, device="cpu:t:1t", samples=5, shard="0/1"):
-    store = RunStore.open(path, {**IDENTITY, "device_label": device}, {"shard": shard})
-    store.write_part(rows(times, device=device, samples=samples, run_id=store.run_id), shard=shard)
+def make_run(path, times, *, device="cpu:t:1t", samples=5, shard="0/1", finish=True):
+    with RunStore.open(path, {**IDENTITY, "device_label": device}, {"device": {"name": device}},
+                       shard=Shard.parse(shard)) as store:
+        store.write_part(rows(times, device=device, samples=samples, run_id=store.run_id))
+        if finish:
+            store.finish_shard()
     return path
 
 
@@ -58,7 +62,8 @@ def test_export_long_and_wide(tmp_path):
 
 
 def test_empty_runs_are_an_error(tmp_path):
-    RunStore.open(tmp_path / "r", IDENTITY, {})
+    with RunStore.open(tmp_path / "r", IDENTITY, {}) as store:
+        store.finish_shard()
     with pytest.raises(InputError, match="no measurements"):
         merge_runs([tmp_path / "r"])
 
