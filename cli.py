@@ -135,6 +135,8 @@ def sweep(space_name, spec_path, device, run_dir, batch_sizes, dtype, kernel_spe
         # The path as typed changes with the working directory; name + content hash identify the spec.
         space_id = {"spec": {"name": spec.name, "sha256": spec.sha256}}
     shard_spec = resolve_shard(shard, recorded_count=recorded_shard_count(run_dir))
+    # Refuse a second sweep of this shard before spending seconds on device detection.
+    lock = RunStore.lock_shard(run_dir, shard_spec)
     backend = resolve_backend(device, threads=threads, say=lambda text: click.echo(text, err=True))
     kernels = backend.kernels(kernel_spec)
     rule = StoppingRule(warmup=warmup, min_samples=min_samples, rse_target=rse, budget_s=budget_s, timeout_s=timeout_s)
@@ -145,7 +147,7 @@ def sweep(space_name, spec_path, device, run_dir, batch_sizes, dtype, kernel_spe
     device_meta = backend.device_metadata()
     extra = {"device": device_meta, "versions": device_meta.get("versions"), "threads": threads_set,
              "allocator": memory, "problems": len(entries), "spec": spec.as_dict() if spec_path is not None else None}
-    store = RunStore.open(run_dir, identity, extra, shard=shard_spec)
+    store = RunStore.open(run_dir, identity, extra, shard=shard_spec, lock=lock)
     if store.took_over:
         click.echo(f"took over the lock of {describe_holder(store.took_over)}, which ended without releasing it",
                    err=True)

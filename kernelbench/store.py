@@ -71,23 +71,17 @@ class RunStore:
     def parts_dir(self) -> Path:
         return self.run_dir / PARTS_DIR
 
-    @classmethod
-    def open(cls, run_dir: str | Path, identity: Mapping[str, Any], extra: Mapping[str, Any], *,
-             shard: Shard = Shard()) -> RunStore:
-        """Create ``run_dir`` with a new manifest, or resume it if its manifest has the same ``identity``,
-        and lock ``shard`` of it for this process until :meth:`close` (or the process's end).
+    @staticmethod
+    def lock_shard(run_dir: str | Path, shard: Shard) -> RunLock:
+        """Lock ``shard`` of ``run_dir`` for this process (creating the directory), before :meth:`open`.
 
-        Args:
-            identity: the fields of :data:`IDENTITY_FIELDS` (without ``schema_version`` and ``shard_count``).
-            extra: further manifest content (device description, versions, ...), refreshed on resume.
-            shard: the shard this process measures; the run directory keeps the shard count it was created with.
+        The sweep command takes the lock first, so a second process is refused before it spends
+        seconds detecting the device.
 
         Raises:
-            InputError: the directory cannot be created or written, holds another sweep, another schema
-                version or another shard count, or another live process is sweeping the same shard.
+            InputError: the directory cannot be created, or another live process holds the shard.
         """
         run_dir = Path(run_dir)
-        identity = {"schema_version": schema.SCHEMA_VERSION, **identity, "shard_count": shard.count}
         if run_dir.exists() and not run_dir.is_dir():
             raise InputError(f"{run_dir} exists and is not a directory")
         try:
@@ -96,7 +90,27 @@ class RunStore:
         except OSError as exc:
             raise InputError(f"cannot create run directory {run_dir}: {exc.strerror or exc}") from None
         where = f"{run_dir}" if shard.count == 1 else f"shard {shard} of {run_dir}"
-        lock = RunLock.acquire(run_dir / SHARDS_DIR / f"{shard.tag}.lock", what=where, extra={"shard": str(shard)})
+        return RunLock.acquire(run_dir / SHARDS_DIR / f"{shard.tag}.lock", what=where, extra={"shard": str(shard)})
+
+    @classmethod
+    def open(cls, run_dir: str | Path, identity: Mapping[str, Any], extra: Mapping[str, Any], *,
+             shard: Shard = Shard(), lock: RunLock | None = None) -> RunStore:
+        """Create ``run_dir`` with a new manifest, or resume it if its manifest has the same ``identity``,
+        and lock ``shard`` of it for this process until :meth:`close` (or the process's end).
+
+        Args:
+            identity: the fields of :data:`IDENTITY_FIELDS` (without ``schema_version`` and ``shard_count``).
+            extra: further manifest content (device description, versions, ...), refreshed on resume.
+            shard: the shard this process measures; the run directory keeps the shard count it was created with.
+            lock: the shard's lock from :meth:`lock_shard`, if already taken.
+
+        Raises:
+            InputError: the directory cannot be created or written, holds another sweep, another schema
+                version or another shard count, or another live process is sweeping the same shard.
+        """
+        run_dir = Path(run_dir)
+        identity = {"schema_version": schema.SCHEMA_VERSION, **identity, "shard_count": shard.count}
+        lock = lock or cls.lock_shard(run_dir, shard)
         try:
             # Shards of one array start together: create or check the manifest one process at a time.
             with RunLock.acquire_waiting(run_dir / DIR_LOCK_NAME, what=f"{run_dir}'s manifest"):
