@@ -350,6 +350,8 @@ def reformer_fit(dataset: str, model_dir: str, derived: str, fractions: str, spl
     """Train a Reformer on DATASET, save it to MODEL_DIR and print test metrics beside the baselines."""
     from safetensors import SafetensorError
 
+    from kernelbench.schema import io_error_reason
+
     from reformer.config import FitConfig
     from reformer.data import load_matrix
     from reformer.report import metrics_table, save_fit
@@ -374,8 +376,7 @@ def reformer_fit(dataset: str, model_dir: str, derived: str, fractions: str, spl
         save_fit(model_dir, result)
     except (OSError, SafetensorError) as exc:
         # Disk full, quota, read-only: one line.  safetensors reports I/O errors as SafetensorError.
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
-        raise InputError(f"cannot write the model to {model_dir}: {reason}") from None
+        raise InputError(f"cannot write the model to {model_dir}: {io_error_reason(exc)}") from None
     sizes = result.split.sizes()
     click.echo(f"split: {spec.describe()}: train {sizes['train']}, validation {sizes['validation']}, test {sizes['test']}")
     click.echo(f"fit: {result.fit_seconds:.1f} s, {len(result.curve)} epochs, best epoch {result.best_epoch}; "

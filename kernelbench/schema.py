@@ -159,6 +159,20 @@ _LEGACY_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")
 STALE_TEMP_AGE_S = 24 * 3600.0
 
 
+def io_error_reason(exc: BaseException) -> str:
+    """The system's reason for a failed write, e.g. ``"No space left on device"``.
+
+    Arrow and safetensors wrap the errno in their own text (``"... [errno 28] ..."``,
+    ``"... code: 28 ..."``); the errno's standard text is returned when one is found.
+    """
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)
+    found = re.search(r"errno\]?\s*[=:]?\s*(\d+)|\bcode:\s*(\d+)", str(exc), re.IGNORECASE)
+    if found:
+        return os.strerror(int(found.group(1) or found.group(2)))
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
@@ -238,7 +252,7 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot write {path}: {io_error_reason(exc)}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
