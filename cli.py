@@ -122,6 +122,11 @@ def sweep(space_name, spec_path, device, run_dir, batch_sizes, dtype, kernel_spe
     from kernelbench.store import RunStore, recorded_shard_count
     from kernelbench.timing import StoppingRule
 
+    import signal
+
+    # A job scheduler's time limit or scancel sends SIGTERM: end like Ctrl-C, so the rows measured since the
+    # last flush are written before the process goes.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if (space_name is None) == (spec_path is None):
         raise InputError("give exactly one of --space NAME or --spec FILE")
     sizes = _parse_ints(batch_sizes, "--batch-sizes") if batch_sizes else None

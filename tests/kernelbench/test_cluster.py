@@ -175,3 +175,19 @@ def test_shard_auto_outside_an_array_is_one_line(tmp_path):
     assert result.output.strip() == ("Error: --shard auto: neither SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT "
                                      "(a SLURM job array) nor RANK/WORLD_SIZE (torchrun) is set; give --shard i/n")
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_of_a_time_limit_keeps_the_rows_measured_since_the_last_flush(tmp_path, spec):
+    run = tmp_path / "run"
+    # No flush before the end: without the SIGTERM handler every row would be lost.
+    proc = subprocess.Popen(sweep(spec, run, "--budget-s", "0.3", "--flush-every-s", "3600"), cwd=ROOT, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (run / "shards" / "0of1.json").exists(), what="the sweep's start")
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "finished work is saved" in err
+    parts = list((run / "parts").glob("part-*.parquet"))
+    assert len(parts) == 1 and 0 < pl.read_parquet(parts[0]).height < 24
+    assert json.loads((run / "shards" / "0of1.json").read_text())["finished"] is None
