@@ -8,11 +8,15 @@ Heavy imports (torch, cupy) happen inside the commands so ``--help`` is fast.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import sys
 
 import click
 
 from kernelbench.errors import InputError, RunAborted
+
+
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 
 class _Group(click.Group):
@@ -28,6 +32,13 @@ class _Group(click.Group):
         except RunAborted as exc:
             click.echo(f"Aborted: {exc}", err=True)
             sys.exit(1)
+        except OSError as exc:
+            # A full disk, a quota or a read-only filesystem is never a bug: one line, whatever wrote.
+            if exc.errno not in _DISK_ERRNOS:
+                raise
+            where = f" {exc.filename}" if exc.filename else ""
+            click.echo(f"Error: cannot write{where}: {exc.strerror or exc}", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("Interrupted; finished work is saved, re-run the same command to resume.", err=True)
             sys.exit(130)
@@ -82,7 +93,10 @@ def _threads_default() -> int:
               help="all, default, or a comma-separated list of names (see `kernelbench kernels`).")
 @click.option("--threads", type=click.IntRange(min=1), default=_threads_default, show_default="all cores",
               help="Threads for every CPU kernel (fixed and recorded).")
-@click.option("--shard", default="0/1", show_default=True, help="Run shard i of n (0-based), e.g. 3/8.")
+@click.option("--shard", default="0/1", show_default=True,
+              help="Run shard i of n (0-based), e.g. 3/8, into the shared run directory; auto: from a SLURM job "
+                   "array (SLURM_ARRAY_TASK_ID of --array=0-(n-1)) or torchrun (RANK, WORLD_SIZE). "
+                   "See docs/cluster.md.")
 @click.option("--rse", type=click.FloatRange(min=0, min_open=True), default=0.02, show_default=True,
               help="Stop sampling once the relative standard error of the median is below this.")
 @click.option("--budget-s", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
@@ -103,9 +117,16 @@ def sweep(space_name, spec_path, device, run_dir, batch_sizes, dtype, kernel_spe
     from kernelbench import sweep as sw
     from kernelbench.backends import resolve_backend
     from kernelbench.device import keep_freed_memory
-    from kernelbench.store import RunStore
+    from kernelbench.runlock import describe_holder
+    from kernelbench.shards import resolve_shard
+    from kernelbench.store import RunStore, recorded_shard_count
     from kernelbench.timing import StoppingRule
 
+    import signal
+
+    # A job scheduler's time limit or scancel sends SIGTERM: end like Ctrl-C, so the rows measured since the
+    # last flush are written before the process goes.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if (space_name is None) == (spec_path is None):
         raise InputError("give exactly one of --space NAME or --spec FILE")
     sizes = _parse_ints(batch_sizes, "--batch-sizes") if batch_sizes else None
@@ -118,7 +139,9 @@ def sweep(space_name, spec_path, device, run_dir, batch_sizes, dtype, kernel_spe
         spec, entries = spaces.load_spec(spec_path)
         # The path as typed changes with the working directory; name + content hash identify the spec.
         space_id = {"spec": {"name": spec.name, "sha256": spec.sha256}}
-    shard_spec = sw.Shard.parse(shard)
+    shard_spec = resolve_shard(shard, recorded_count=recorded_shard_count(run_dir))
+    # Refuse a second sweep of this shard before spending seconds on device detection.
+    lock = RunStore.lock_shard(run_dir, shard_spec)
     backend = resolve_backend(device, threads=threads, say=lambda text: click.echo(text, err=True))
     kernels = backend.kernels(kernel_spec)
     rule = StoppingRule(warmup=warmup, min_samples=min_samples, rse_target=rse, budget_s=budget_s, timeout_s=timeout_s)
@@ -126,19 +149,25 @@ def sweep(space_name, spec_path, device, run_dir, batch_sizes, dtype, kernel_spe
     memory = keep_freed_memory()
     identity = {"space": space_id, "kernels": [k.name for k in kernels], "rule": dataclasses.asdict(rule),
                 "device_label": backend.device_label, "seed": seed}
-    extra = {"device": backend.device_metadata(), "threads": threads_set, "allocator": memory,
-             "shard": str(shard_spec), "problems": len(entries),
-             "spec": spec.as_dict() if spec_path is not None else None}
-    store = RunStore.open(run_dir, identity, extra)
-    click.echo(f"{len(shard_spec.select(entries))} problems x {len(kernels)} kernels on {backend.device_label} "
-               f"-> {run_dir}", err=True)
+    device_meta = backend.device_metadata()
+    extra = {"device": device_meta, "versions": device_meta.get("versions"), "threads": threads_set,
+             "allocator": memory, "problems": len(entries), "spec": spec.as_dict() if spec_path is not None else None}
+    store = RunStore.open(run_dir, identity, extra, shard=shard_spec, lock=lock)
+    if store.took_over:
+        click.echo(f"took over the lock of {describe_holder(store.took_over)}, which ended without releasing it",
+                   err=True)
+    shard_text = f" (shard {shard_spec})" if shard_spec.count > 1 else ""
+    click.echo(f"{len(shard_spec.select(entries))} problems{shard_text} x {len(kernels)} kernels on "
+               f"{backend.device_label} -> {run_dir}", err=True)
     options = sw.SweepOptions(rule=rule, shard=shard_spec, seed=seed, threads=threads, quiet_wait=quiet_wait,
                              flush_every_s=flush_every_s)
-    try:
-        summary = sw.run_sweep(entries, kernels, backend=backend, store=store, options=options, progress=progress)
-    finally:
-        for name, rows in backend.side_tables().items():
-            store.write_side_table(name, rows)
+    with store:
+        try:
+            summary = sw.run_sweep(entries, kernels, backend=backend, store=store, options=options, progress=progress)
+        finally:
+            for name, rows in backend.side_tables().items():
+                store.write_side_table(name, rows)
+        store.finish_shard()
     click.echo(sw.format_summary(summary))
 
 
@@ -157,13 +186,23 @@ def _parse_ints(text: str, option: str) -> list[int]:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Dataset file to write.")
 @click.option("--keep-failed", is_flag=True, help="Keep rows whose status is not ok.")
 @click.option("--allow-mixed-devices", is_flag=True, help="Merge runs measured on different devices.")
+@click.option("--allow-partial", is_flag=True,
+              help="Export even if shards of a sweep have not finished (they are listed in the metadata).")
 @click.option("--format", "fmt", type=click.Choice(["long", "wide"]), default="long", show_default=True,
               help="long: one row per (problem, kernel) (what reformer reads); wide: one runtime column per kernel.")
-def export(run_dirs, output, keep_failed, allow_mixed_devices, fmt) -> None:
-    """Merge run directories and shards into one Parquet dataset."""
+def export(run_dirs, output, keep_failed, allow_mixed_devices, allow_partial, fmt) -> None:
+    """Merge run directories and shards into one Parquet dataset.
+
+    Refuses a sweep whose shards have not all finished (listing them) unless --allow-partial.
+    """
     from kernelbench.export import export as do_export
 
-    frame = do_export(run_dirs, output, keep_failed=keep_failed, allow_mixed_devices=allow_mixed_devices, fmt=fmt)
+    frame, metadata = do_export(run_dirs, output, keep_failed=keep_failed, allow_mixed_devices=allow_mixed_devices,
+                                allow_partial=allow_partial, fmt=fmt)
+    for shard_set in metadata["shard_sets"]:
+        if shard_set["missing"]:
+            click.echo(f"partial: {', '.join(shard_set['run_dirs'])}: shard(s) "
+                       f"{', '.join(m['shard'] for m in shard_set['missing'])} not finished", err=True)
     click.echo(f"wrote {output}: {frame.height:,} rows, {frame['problem_id'].n_unique():,} problems, "
                f"{frame['kernel'].n_unique()} kernels ({fmt} format)")
 
@@ -334,6 +373,10 @@ def _parse_problem(text: str) -> dict[str, str]:
 def reformer_fit(dataset: str, model_dir: str, derived: str, fractions: str, split_by: str | None, group_by: str | None,
                  quiet: bool, top_k: str, **options) -> None:
     """Train a Reformer on DATASET, save it to MODEL_DIR and print test metrics beside the baselines."""
+    from safetensors import SafetensorError
+
+    from kernelbench.schema import io_error_reason
+
     from reformer.config import FitConfig
     from reformer.data import load_matrix
     from reformer.report import metrics_table, open_table, save_fit
@@ -355,7 +398,11 @@ def reformer_fit(dataset: str, model_dir: str, derived: str, fractions: str, spl
     click.echo(f"{dataset}: {matrix.n_problems} problems, {len(matrix.kernels)} kernels"
                f" ({matrix.dropped_problems} problems without an ok row dropped)")
     result = fit(matrix, config, top_ks=top_ks)
-    save_fit(model_dir, result)
+    try:
+        save_fit(model_dir, result)
+    except (OSError, SafetensorError) as exc:
+        # Disk full, quota, read-only: one line.  safetensors reports I/O errors as SafetensorError.
+        raise InputError(f"cannot write the model to {model_dir}: {io_error_reason(exc)}") from None
     sizes = result.split.sizes()
     click.echo(f"split: {spec.describe()}: train {sizes['train']}, validation {sizes['validation']}, test {sizes['test']}")
     click.echo(f"fit: {result.fit_seconds:.1f} s, {len(result.curve)} epochs, best epoch {result.best_epoch}; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,9 +15,76 @@ import pyarrow.parquet as pq
 from kernelbench import schema
 from kernelbench.errors import InputError
 from kernelbench.problem import CATEGORICAL_FIELDS, DERIVED_FIELDS, INT_FIELDS, PAD_MODE_FIELD
-from kernelbench.store import read_manifest, read_parts
+from kernelbench.shards import Shard
+from kernelbench.store import (
+    IDENTITY_FIELDS,
+    PART_PROVENANCE,
+    part_files,
+    read_manifest,
+    read_part,
+    shard_count_of,
+    shard_records,
+)
 
 PROBLEM_COLUMNS = ("problem_id", *CATEGORICAL_FIELDS, PAD_MODE_FIELD, *INT_FIELDS, *DERIVED_FIELDS)
+
+
+def _identity_key(manifest: dict[str, Any]) -> str:
+    identity = {f: manifest.get(f) for f in IDENTITY_FIELDS}
+    identity["shard_count"] = shard_count_of(manifest)
+    return json.dumps(identity, sort_keys=True, default=str)
+
+
+def shard_sets(run_dirs: Sequence[Path], manifests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Group run directories by sweep identity; per group, which shards finished and which are missing.
+
+    A shard is finished when a run directory of the group holds its record with a ``finished``
+    time (:meth:`kernelbench.store.RunStore.finish_shard`): its sweep completed, so every
+    (problem, kernel) pair of the shard is stored.  An unsharded sweep is one shard.
+    """
+    groups: dict[str, dict[str, Any]] = {}
+    for run_dir, manifest in zip(run_dirs, manifests):
+        n = shard_count_of(manifest)
+        group = groups.setdefault(_identity_key(manifest), {
+            "run_dirs": [], "space": manifest.get("space"), "device_label": manifest.get("device_label"),
+            "shard_count": n, "records": {}, "legacy": False})
+        group["run_dirs"].append(str(run_dir))
+        group["legacy"] |= "shard_count" not in manifest
+        for index, record in shard_records(run_dir).items():
+            if index < n and (record.get("finished") or index not in group["records"]):
+                group["records"][index] = record
+    out = []
+    for group in groups.values():
+        n, records = group["shard_count"], group["records"]
+        finished = [i for i in range(n) if records.get(i, {}).get("finished")]
+        missing = []
+        for i in range(n):
+            if i in finished:
+                continue
+            record = records.get(i)
+            if record is not None:
+                why = f"started {record.get('started')} on {record.get('host')}, not finished"
+            elif group["legacy"]:
+                why = "no record: run directory of an older kernelbench"
+            else:
+                why = "never started"
+            missing.append({"shard": f"{i}/{n}", "why": why})
+        out.append({"run_dirs": group["run_dirs"], "space": group["space"], "device_label": group["device_label"],
+                    "shard_count": n, "finished": [f"{i}/{n}" for i in finished], "missing": missing})
+    return out
+
+
+def _check_part(path: Path, frame: pl.DataFrame, meta: dict[str, Any]) -> None:
+    """Every part names its run and device, and its rows say the same."""
+    absent = [k for k in PART_PROVENANCE if not meta.get(k)]
+    if absent:
+        raise InputError(f"{path}: part file without {' and '.join(absent)} metadata (not written by kernelbench "
+                         "sweep); move it out of the run directory")
+    for column, key in (("run_id", "run_id"), ("device", "device_label")):
+        values = set(frame[column].unique().to_list())
+        if values != {meta[key]}:
+            raise InputError(f"{path}: rows name {column} {', '.join(sorted(map(str, values)))} but the part's "
+                             f"metadata says {meta[key]}; move the part out of the run directory")
 
 
 def merge_runs(
@@ -24,29 +92,66 @@ def merge_runs(
     *,
     keep_failed: bool = False,
     allow_mixed_devices: bool = False,
+    allow_partial: bool = False,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Rows of all ``run_dirs`` in the long dataset format, deduplicated, plus merged metadata.
 
     A (problem, kernel, device) pair measured more than once keeps the ``ok`` row with the
     most samples (failures only where no ``ok`` row exists).  Failed rows are dropped unless
-    ``keep_failed``.
+    ``keep_failed``.  Provenance is taken from every part file, not only from the manifests:
+    ``runs`` lists each (run id, shard) whose rows are in the result, ``devices`` every distinct
+    description of each device label, ``shard_sets`` which shards of each sweep finished.
 
     Raises:
         InputError: a directory is not a run directory or has another schema version, a part
-            is corrupt, the runs come from different devices (unless ``allow_mixed_devices``),
-            or nothing was measured.
+            is corrupt or lacks its run id or device, a shard set is incomplete (unless
+            ``allow_partial``; the message lists the missing shards), the parts come from
+            different devices (unless ``allow_mixed_devices``), or nothing was measured.
     """
     if not run_dirs:
         raise InputError("no run directory given")
-    manifests = [read_manifest(d) for d in run_dirs]
-    labels = sorted({m["device_label"] for m in manifests})
+    dirs = [Path(d) for d in run_dirs]
+    manifests = [read_manifest(d) for d in dirs]
+    sets = shard_sets(dirs, manifests)
+    incomplete = [s for s in sets if s["missing"]]
+    if incomplete and not allow_partial:
+        listed = "; ".join(
+            f"{', '.join(s['run_dirs'])}: shard(s) " + ", ".join(f"{m['shard']} ({m['why']})" for m in s["missing"])
+            for s in incomplete)
+        raise InputError(f"incomplete shard set: {listed}; run the missing shards (the same sweep command, or "
+                         "resubmit those array tasks), or pass --allow-partial")
+    frames: list[pl.DataFrame] = []
+    runs: dict[tuple[str, str | None], dict[str, Any]] = {}
+    devices: dict[str, list[Any]] = {}
+    for run_dir in dirs:
+        records = shard_records(run_dir)
+        for path in part_files(run_dir):
+            frame, meta = read_part(path)
+            _check_part(path, frame, meta)
+            frames.append(frame)
+            key = (meta["run_id"], meta.get("shard"))
+            if key not in runs:
+                record = records.get(Shard.parse(meta["shard"]).index) if meta.get("shard") else None
+                finished = record.get("finished") if record and record.get("run_id") == meta["run_id"] else None
+                runs[key] = {
+                    "run_id": meta["run_id"], "shard": meta.get("shard"), "run_dir": str(run_dir),
+                    **{k: meta.get(k) for k in ("space", "kernels", "rule", "seed", "device_label", "host",
+                                                "versions", "created")},
+                    "finished": finished, "parts": 0, "rows": 0,
+                }
+            runs[key]["parts"] += 1
+            runs[key]["rows"] += frame.height
+            described = devices.setdefault(meta["device_label"], [])
+            if meta.get("device") not in described:
+                described.append(meta.get("device"))
+    labels = sorted(devices)
     if len(labels) > 1 and not allow_mixed_devices:
         raise InputError(
             f"runs come from different devices ({'; '.join(labels)}); pass --allow-mixed-devices to merge them anyway"
         )
-    frame = pl.concat([read_parts(d) for d in run_dirs], how="vertical")
-    if frame.is_empty():
-        raise InputError(f"no measurements in {', '.join(str(d) for d in run_dirs)}; run `kernelbench sweep` first")
+    if not frames or sum(f.height for f in frames) == 0:
+        raise InputError(f"no measurements in {', '.join(str(d) for d in dirs)}; run `kernelbench sweep` first")
+    frame = pl.concat(frames, how="vertical")
     frame = (
         frame.with_columns((pl.col("status") == "ok").alias("_ok"), pl.col("samples").fill_null(0).alias("_n"))
         .sort(["_ok", "_n"], descending=True)
@@ -58,14 +163,14 @@ def merge_runs(
         frame = frame.filter(pl.col("status") == "ok")
     metadata = {
         "source": "kernelbench-sweep",
-        "devices": {m["device_label"]: m.get("device") for m in manifests},
-        "runs": [
-            {k: m.get(k) for k in ("run_id", "space", "kernels", "rule", "shard", "created", "versions", "device_label")}
-            for m in manifests
-        ],
+        "devices": devices,
+        "runs": sorted(runs.values(), key=lambda r: (r["run_id"], r["shard"] or "")),
+        "shard_sets": sets,
+        "partial": bool(incomplete),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "kept_failed": keep_failed,
-        "coverage": "every applicable kernel of the sweep's kernel set",
+        "coverage": "every applicable kernel of the sweep's kernel set"
+        + ("; partial: shards listed as missing in shard_sets were not (fully) measured" if incomplete else ""),
     }
     return frame, metadata
 
@@ -93,14 +198,25 @@ def export(
     *,
     keep_failed: bool = False,
     allow_mixed_devices: bool = False,
+    allow_partial: bool = False,
     fmt: str = "long",
-) -> pl.DataFrame:
-    """Merge ``run_dirs`` and write ``output`` (long or wide).  Returns the long frame that was merged."""
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Merge ``run_dirs`` and write ``output`` (long or wide).  Returns the long frame that was merged and
+    the metadata written.
+
+    Temporary files that killed exports to ``output`` left beside it are removed first.
+
+    Raises:
+        InputError: see :func:`merge_runs`; or ``output`` cannot be written (disk full, read-only).
+    """
     if fmt not in ("long", "wide"):
         raise InputError(f"--format {fmt!r}: use long or wide")
-    frame, metadata = merge_runs(run_dirs, keep_failed=keep_failed, allow_mixed_devices=allow_mixed_devices)
+    output = Path(output)
+    schema.remove_stale_temp_files(output.parent, name=output.name)
+    frame, metadata = merge_runs(run_dirs, keep_failed=keep_failed, allow_mixed_devices=allow_mixed_devices,
+                                 allow_partial=allow_partial)
     if fmt == "long":
         schema.write_dataset(frame, output, {**metadata, "format": "long"})
     else:
         write_wide(to_wide(frame), output, metadata)
-    return frame
+    return frame, metadata

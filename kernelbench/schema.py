@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -172,16 +174,95 @@ def _umask() -> int:
     return mask
 
 
+#: Temporary files of :func:`atomic_write_bytes`: ``.<name>.<pid>@<host>.<random>.tmp`` beside the target.
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)@(?P<host>[^/]+)\.[A-Za-z0-9_]+\.tmp$")
+#: Those of kernelbench versions that did not record the writer: ``.<name>.<random>.tmp``.
+_LEGACY_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")
+#: A temporary file whose writer cannot be checked (another host, an older kernelbench) is stale after this.
+STALE_TEMP_AGE_S = 24 * 3600.0
+
+
+def io_error_reason(exc: BaseException) -> str:
+    """The system's reason for a failed write, e.g. ``"No space left on device"``.
+
+    Arrow and safetensors wrap the errno in their own text (``"... [errno 28] ..."``,
+    ``"... code: 28 ..."``); the errno's standard text is returned when one is found.
+    """
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)
+    found = re.search(r"errno\]?\s*[=:]?\s*(\d+)|\bcode:\s*(\d+)", str(exc), re.IGNORECASE)
+    if found:
+        return os.strerror(int(found.group(1) or found.group(2)))
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by someone else
+    return True
+
+
+def remove_stale_temp_files(directory: str | os.PathLike[str], *, name: str | None = None) -> list[Path]:
+    """Delete temporary files that killed :func:`atomic_write_bytes` calls left in ``directory``.
+
+    A file is stale when its writer was a process of this host that no longer runs, or, when the
+    writer cannot be checked (another host on a shared filesystem, a file of an older kernelbench),
+    when it is older than :data:`STALE_TEMP_AGE_S`.  ``name`` limits the clean-up to the temporary
+    files of one target file (``export`` passes its output's name).  Never raises: a file that cannot
+    be removed is left alone.  Returns the files removed.
+    """
+    from kernelbench.runlock import host_name
+
+    directory = Path(directory)
+    removed: list[Path] = []
+    try:
+        candidates = [p for p in directory.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
+    except OSError:
+        return removed
+    host, now = host_name(), time.time()
+    for path in candidates:
+        match = _TEMP_NAME.match(path.name)
+        legacy = None if match else _LEGACY_TEMP_NAME.match(path.name)
+        target = (match or legacy).group("name") if (match or legacy) else None
+        if target is None or (name is not None and target != name):
+            continue
+        try:
+            if match and match.group("host") == host:
+                stale = not _pid_alive(int(match.group("pid")))
+            else:
+                stale = now - path.stat().st_mtime > STALE_TEMP_AGE_S
+            if stale:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
 def atomic_write_bytes(path: Path, write: Any) -> None:
     """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file.
 
+    The temporary file is named after the writing process (pid and host), so that a later
+    :func:`remove_stale_temp_files` can tell a killed writer's leftovers from a live writer's file;
+    on any failure it is deleted here.
+
     Raises:
-        InputError: the directory cannot be written.
+        InputError: the directory cannot be written (read-only, disk full, quota, permissions), with
+            the path and the system's reason.
     """
+    from kernelbench.runlock import host_name
+
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}@{host_name()}.", suffix=".tmp",
+                                   dir=path.parent)
         os.close(fd)
         # mkstemp creates 0600; give the file the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~_umask())
@@ -192,6 +273,9 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(f"cannot write {path}: {io_error_reason(exc)}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

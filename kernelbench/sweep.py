@@ -25,36 +25,11 @@ from kernelbench.errors import InputError
 from kernelbench.kernels.base import Kernel, ProblemInputs
 from kernelbench.load import LoadMeter
 from kernelbench.problem import ConvProblem
+from kernelbench.shards import Shard
 from kernelbench.spaces import SpaceEntry
 from kernelbench.status import Status
 from kernelbench.store import RunStore
 from kernelbench.timing import Measurement, StoppingRule, measure
-
-
-@dataclasses.dataclass(frozen=True)
-class Shard:
-    """Shard ``index`` of ``count`` (0-based, e.g. ``SLURM_ARRAY_TASK_ID`` with ``--array=0-(n-1)``)."""
-
-    index: int = 0
-    count: int = 1
-
-    @classmethod
-    def parse(cls, text: str) -> Shard:
-        """Parse ``i/n``.  Raises InputError unless ``0 <= i < n``."""
-        try:
-            i, n = (int(part) for part in text.split("/"))
-        except ValueError:
-            raise InputError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
-        if not (n >= 1 and 0 <= i < n):
-            raise InputError(f"--shard {text!r}: need 0 <= i < n (shards are numbered from 0)")
-        return cls(i, n)
-
-    def select(self, entries: Sequence[SpaceEntry]) -> list[SpaceEntry]:
-        """Every ``count``-th entry starting at ``index``: deterministic and size-balanced."""
-        return list(entries[self.index :: self.count])
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,6 +248,8 @@ def run_sweep(
         # Keep what was measured (Ctrl-C, errors in the harness itself); a SIGKILL loses only the buffer.
         try:
             flush()
+        except InputError:
+            pass  # the store cannot write (say, the disk is full): the original error says so in one line
         except Exception:  # noqa: BLE001 - never mask the original exception
             traceback.print_exc()
         raise

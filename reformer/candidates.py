@@ -210,7 +210,9 @@ def _plain(value: Any) -> Any:
 def rule_kind(metadata: Mapping[str, Any]) -> tuple[str, str | None]:
     """``("applies", backend)`` for a dataset swept by kernelbench's own backends, else ``("context", None)``."""
     if metadata.get("source") == "kernelbench-sweep":
-        backends = {d.get("backend") for d in (metadata.get("devices") or {}).values()}
+        # A label maps to one description (older exports) or to the list of descriptions met under it.
+        descriptions = [d for v in (metadata.get("devices") or {}).values() for d in (v if isinstance(v, list) else [v])]
+        backends = {d.get("backend") for d in descriptions if isinstance(d, dict)}
         if len(backends) == 1 and next(iter(backends)) in ("cpu", "cuda"):
             return "applies", next(iter(backends))
     return "context", None

@@ -14,6 +14,7 @@ import dataclasses
 
 import numpy as np
 
+from kernelbench.info import BASELINE_KERNELS
 from reformer.data import RuntimeMatrix, align_kernels
 from reformer.metrics import (
     SelectionMetrics,
@@ -26,7 +27,7 @@ from reformer.metrics import (
 )
 from reformer.selector import Selector
 
-BASELINES = ("oracle", "static", "random")
+BASELINES = ("oracle", "static", "random")  # plus kernelbench.info.BASELINE_KERNELS where the dataset has them
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -35,7 +36,8 @@ class Evaluation:
 
     Attributes:
         model: the selector's metrics.
-        baselines: ``oracle``, ``static`` and ``random`` (seeded) metrics on the same problems.
+        baselines: ``oracle``, ``static``, ``random`` (seeded) and, where the dataset measured it,
+            ``torch_default`` (what F.conv2d gives the user; the static pick where it has no time) on the same problems.
         unknown_kernels: dataset kernels the model does not know.
         picks: the model's pick per scored problem, as a kernel name.
         scored: row positions (into the matrix) of the scored problems.
@@ -46,6 +48,16 @@ class Evaluation:
     unknown_kernels: tuple[str, ...]
     picks: tuple[str, ...]
     scored: np.ndarray
+
+
+def _fixed_pick(column: int, fallback: np.ndarray, applicable: np.ndarray) -> np.ndarray:
+    return np.where(applicable[:, column], column, fallback)
+
+
+def _fixed_scores(column: int, fallback_scores: np.ndarray) -> np.ndarray:
+    scores = fallback_scores.copy()
+    scores[:, column] = 1.0  # above every static rank (<= 0): first wherever it is offered
+    return scores
 
 
 def evaluate(selector: Selector, matrix: RuntimeMatrix, *, seed: int = 0, top_ks: tuple[int, ...] = ()) -> Evaluation:
@@ -88,6 +100,11 @@ def evaluate(selector: Selector, matrix: RuntimeMatrix, *, seed: int = 0, top_ks
         "oracle": with_ranking(selection_metrics(all_times, oracle_picks(all_times), static, skipped_problems=skipped),
                                all_times, closed_scores=oracle_scores, open_scores=oracle_scores, top_ks=top_ks),
         "static": scored(static, static_rank),
+        # What the user gets without a selector (F.conv2d on the CPU), where the dataset measured it; problems
+        # where it has no time fall back to the static pick, so the row is defined on every problem.
+        **{name: scored(_fixed_pick(selector.kernels.index(name), static, known_applicable),
+                        _fixed_scores(selector.kernels.index(name), static_rank))
+           for name in BASELINE_KERNELS if name in selector.kernels and known_applicable[:, selector.kernels.index(name)].any()},
         "random": scored(argmax_applicable(noise, measured), noise),
     }
     return Evaluation(

@@ -201,7 +201,7 @@ def with_ranking(metrics: SelectionMetrics, time_ms: np.ndarray, *, closed_score
 
 def static_scores(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Scores that rank ``mask``'s kernels in the static ``order`` (``-inf`` outside the mask)."""
-    rank = np.empty(mask.shape[1])
+    rank = np.full(mask.shape[1], -np.inf)  # columns outside the order (kernels unknown to it) are never ranked
     rank[np.asarray(order)] = -np.arange(len(order), dtype=np.float64)
     return np.where(mask, rank, -np.inf)
 

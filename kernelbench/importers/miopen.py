@@ -129,7 +129,7 @@ def import_miopen_fdb(
         "source": SOURCE,
         "run_id": run_id,
         "device": device_meta,
-        "devices": {device.label: device_meta},
+        "devices": {device.label: [device_meta]},  # one list of descriptions per label, as export
         "coverage": COVERAGE,
         "coverage_note": COVERAGE_NOTE,
         "miopen_fdb_file": path.name,

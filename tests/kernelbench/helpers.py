@@ -32,3 +32,41 @@ def frame(rows_: Iterable[dict]) -> pl.DataFrame:
     from kernelbench import schema
 
     return schema.conform(pl.DataFrame(list(rows_), schema_overrides=schema.POLARS_SCHEMA, infer_schema_length=None))
+
+
+def mount_tmpfs(path, *, size_kib: int, read_only: bool = False):
+    """Mount a ``size_kib`` tmpfs on ``path`` (made if missing), or ``pytest.skip`` where mounting is not allowed.
+
+    Disk-full and read-only faults are injected for real with it: tests run as root, for whom
+    ``chmod`` does not stop writes.  Returns a function that unmounts it.
+    """
+    import os
+    import subprocess
+
+    import pytest
+
+    os.makedirs(path, exist_ok=True)
+    options = f"size={size_kib}k" + (",ro" if read_only else "")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    return lambda: subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(directory) -> None:
+    """Write a file into ``directory`` until its filesystem is full (ENOSPC)."""
+    import errno
+    import os
+
+    with open(os.path.join(directory, "filler"), "wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 1024)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+
+
+def remount_read_only(path) -> None:
+    import subprocess
+
+    subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)

@@ -88,8 +88,11 @@ def test_sweep_export_info_on_a_spec(tmp_path, spec):
     frame, meta = schema.read_dataset(tmp_path / "d.parquet")
     assert frame.height == 12 and set(frame["kernel"]) == set(KERNELS.split(","))
     assert (frame["threads"] == 1).all() and (frame["network"] == "tiny").all()
-    (device,) = meta["devices"].values()
+    ((device,),) = meta["devices"].values()
     assert device["threads"] == 1 and "memory" in device and "versions" in device
+    (run,) = meta["runs"]
+    assert run["versions"] == device["versions"] and run["versions"]["polars"] == pl.__version__
+    assert run["shard"] == "0/1" and run["finished"] and run["rows"] == 12 and not meta["partial"]
     result = runner.invoke(kernelbench, ["info", str(tmp_path / "d.parquet"), "--json"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)

@@ -7,6 +7,7 @@ from kernelbench import schema
 from kernelbench.errors import InputError
 from kernelbench.export import export, merge_runs, to_wide
 from kernelbench.info import summarize
+from kernelbench.shards import Shard
 from kernelbench.store import RunStore
 
 from .helpers import frame, problems, rows
@@ -14,9 +15,12 @@ from .helpers import frame, problems, rows
 IDENTITY = {"space": {"space": "smoke"}, "kernels": ["a", "b", "c"], "rule": {}, "device_label": "cpu:t:1t", "seed": 0}
 
 
-def make_run(path, times, *, device="cpu:t:1t", samples=5, shard="0/1"):
-    store = RunStore.open(path, {**IDENTITY, "device_label": device}, {"shard": shard})
-    store.write_part(rows(times, device=device, samples=samples, run_id=store.run_id), shard=shard)
+def make_run(path, times, *, device="cpu:t:1t", samples=5, shard="0/1", finish=True):
+    with RunStore.open(path, {**IDENTITY, "device_label": device}, {"device": {"name": device}},
+                       shard=Shard.parse(shard)) as store:
+        store.write_part(rows(times, device=device, samples=samples, run_id=store.run_id))
+        if finish:
+            store.finish_shard()
     return path
 
 
@@ -58,7 +62,8 @@ def test_export_long_and_wide(tmp_path):
 
 
 def test_empty_runs_are_an_error(tmp_path):
-    RunStore.open(tmp_path / "r", IDENTITY, {})
+    with RunStore.open(tmp_path / "r", IDENTITY, {}) as store:
+        store.finish_shard()
     with pytest.raises(InputError, match="no measurements"):
         merge_runs([tmp_path / "r"])
 
@@ -110,3 +115,63 @@ def test_summary_treats_near_ties_as_ties_and_shows_the_torch_default_baseline()
     # Without the baseline kernel there is no baseline line.
     without = summarize(frame(r for r in data if r["kernel"] != "torch_default"))
     assert without["baseline"] is None and "no selector" not in format_summary(without, {})
+
+
+def test_a_part_copied_in_from_another_run_is_checked_and_listed(tmp_path):
+    import shutil
+
+    p = problems(2)
+    here = make_run(tmp_path / "here", {p[0]: {"a": 1.0}}, device="cpu:x:1t")
+    other = make_run(tmp_path / "other", {p[1]: {"a": 2.0}}, device="cpu:y:1t")
+    (part,) = (other / "parts").glob("part-*.parquet")
+    shutil.copy(part, here / "parts" / part.name)
+    with pytest.raises(InputError, match=r"different devices \(cpu:x:1t; cpu:y:1t\)"):
+        merge_runs([here])
+    merged, meta = merge_runs([here], allow_mixed_devices=True)
+    assert merged.height == 2
+    run_ids = {r["run_id"]: r for r in meta["runs"]}
+    assert set(run_ids) == {RunStore.open(here, {**IDENTITY, "device_label": "cpu:x:1t"}, {}).run_id,
+                            RunStore.open(other, {**IDENTITY, "device_label": "cpu:y:1t"}, {}).run_id}
+    assert {r["device_label"]: r["rows"] for r in meta["runs"]} == {"cpu:x:1t": 1, "cpu:y:1t": 1}
+    assert all(r["run_dir"] == str(here) for r in meta["runs"])
+
+
+def test_parts_must_carry_their_run_and_device_and_agree_with_their_rows(tmp_path):
+    p = problems(1)
+    run = make_run(tmp_path / "r", {p[0]: {"a": 1.0}})
+    (part,) = (run / "parts").glob("part-*.parquet")
+    frame_, meta = schema.read_dataset(part)
+    schema.write_dataset(frame_.with_columns(pl.lit("someone-else").alias("run_id")), part, meta)
+    with pytest.raises(InputError, match="rows name run_id someone-else but the part's metadata says"):
+        merge_runs([run])
+    schema.write_dataset(frame_, part, {k: v for k, v in meta.items() if k not in ("run_id", "schema_version")})
+    with pytest.raises(InputError, match="part file without run_id metadata"):
+        merge_runs([run])
+
+
+def test_devices_keep_every_description_of_a_label_and_runs_their_versions(tmp_path):
+    p = problems(2)
+    store_args = ({**IDENTITY, "device_label": "cpu:t:1t"},)
+    for name, driver, problem in (("a", "1.0", p[0]), ("b", "2.0", p[1])):
+        device = {"name": "t", "driver": driver, "versions": {"numpy": driver}}
+        with RunStore.open(tmp_path / name, *store_args, {"device": device}) as store:
+            store.write_part(rows({problem: {"a": 1.0}}, device="cpu:t:1t", run_id=store.run_id))
+            store.finish_shard()
+    _, meta = merge_runs([tmp_path / "a", tmp_path / "b"])
+    assert [d["driver"] for d in meta["devices"]["cpu:t:1t"]] == ["1.0", "2.0"]
+    assert sorted(r["versions"]["numpy"] for r in meta["runs"]) == ["1.0", "2.0"]
+
+
+def test_shard_sets_across_run_directories(tmp_path):
+    p = problems(4)
+    make_run(tmp_path / "s0", {p[0]: {"a": 1.0}}, shard="0/3")
+    make_run(tmp_path / "s1", {p[1]: {"a": 1.0}}, shard="1/3", finish=False)
+    with pytest.raises(InputError, match=r"shard\(s\) 1/3 \(started .* not finished\), 2/3 \(never started\)"):
+        merge_runs([tmp_path / "s0", tmp_path / "s1"])
+    merged, meta = merge_runs([tmp_path / "s0", tmp_path / "s1"], allow_partial=True)
+    assert merged.height == 2 and meta["partial"] and "partial" in meta["coverage"]
+    assert [m["shard"] for m in meta["shard_sets"][0]["missing"]] == ["1/3", "2/3"]
+    make_run(tmp_path / "s1", {p[1]: {"a": 1.0}}, shard="1/3")
+    make_run(tmp_path / "s2", {p[2]: {"a": 1.0}}, shard="2/3")
+    merged, meta = merge_runs([tmp_path / "s0", tmp_path / "s1", tmp_path / "s2"])
+    assert merged.height == 3 and not meta["partial"] and meta["shard_sets"][0]["finished"] == ["0/3", "1/3", "2/3"]

@@ -419,7 +419,7 @@ def test_import_builds_the_dataset_rows_and_metadata(tmp_path, compress):
     assert meta["device"] == {"arch": "gfx908", "num_cu": 120, "name": "AMD Instinct MI100", "backend": "HIP",
                               "label": "miopen:gfx908:120", "descriptor": descriptor("gfx908_120").as_dict()}
     assert meta["miopen_fdb_file"] == path.name and meta["format"] == "long"
-    assert meta["devices"] == {"miopen:gfx908:120": meta["device"]}
+    assert meta["devices"] == {"miopen:gfx908:120": [meta["device"]]}
     assert set(frame["run_id"]) == {meta["run_id"]} and meta["run_id"].startswith("miopen-")
     assert meta["import_report"]["rows"] == 5 and meta["import_report"]["skipped_lines"] == {}
     assert {"created", "kernelbench_version", "coverage_note"} <= set(meta)

@@ -4,6 +4,7 @@ import pytest
 
 from kernelbench import schema
 from kernelbench.errors import InputError
+from kernelbench.shards import Shard
 from kernelbench.store import RunStore, read_manifest, read_parts
 
 from .helpers import problems, rows
@@ -52,11 +53,14 @@ def test_temp_files_of_a_killed_write_are_ignored_and_corrupt_parts_named(tmp_pa
 
 
 def test_part_metadata_travels_with_the_rows(tmp_path):
-    store = RunStore.open(tmp_path / "run", IDENTITY, {"device": {"name": "t"}})
+    store = RunStore.open(tmp_path / "run", IDENTITY, {"device": {"name": "t", "versions": {"numpy": "1"}}},
+                          shard=Shard(1, 4))
     path = store.write_part(rows({problems(1)[0]: {"a": 1.0}}), shard="1/4")
     assert "1of4" in path.name
     meta = schema.read_metadata(path)
-    assert meta["run_id"] == store.run_id and meta["device_label"] == "cpu:t:1t" and meta["device"] == {"name": "t"}
+    assert meta["run_id"] == store.run_id and meta["device_label"] == "cpu:t:1t"
+    assert meta["device"] == {"name": "t", "versions": {"numpy": "1"}} and meta["versions"] == {"numpy": "1"}
+    assert meta["shard"] == "1/4" and meta["shard_count"] == 4 and meta["host"]
 
 
 def test_side_tables_merge_by_problem(tmp_path):

@@ -58,11 +58,11 @@ def entries():
     return [SpaceEntry(problem=p, network="test", layer=f"l{i}") for i, p in enumerate(problems(3))]
 
 
-def open_store(path, kernels=KERNELS):
+def open_store(path, kernels=KERNELS, shard=Shard()):
     backend = CpuBackend(threads=1)
     identity = {"space": {"space": "test"}, "kernels": [k.name for k in kernels], "rule": {}, "seed": 0,
                 "device_label": backend.device_label}
-    return backend, RunStore.open(path, identity, {})
+    return backend, RunStore.open(path, identity, {}, shard=shard)
 
 
 def test_every_status_is_recorded_and_only_correct_kernels_are_timed(tmp_path, entries):
@@ -114,7 +114,7 @@ def test_rerun_resumes_without_duplicates(tmp_path, entries):
 def test_shards_partition_the_problem_list(tmp_path, entries):
     seen = []
     for i in range(2):
-        backend, store = open_store(tmp_path / f"s{i}", KERNELS[:1])
+        backend, store = open_store(tmp_path / f"s{i}", KERNELS[:1], shard=Shard(i, 2))
         run_sweep(entries, KERNELS[:1], backend=backend, store=store, progress=False,
                   options=SweepOptions(rule=FAST.rule, shard=Shard(i, 2)))
         seen.append(set(read_parts(tmp_path / f"s{i}")["problem_id"]))

@@ -58,8 +58,9 @@ def test_rule_round_trips_through_json_and_a_missing_rule_says_how_to_refit():
 def test_kernelbench_sweeps_use_each_kernels_own_applies():
     rule = fit_rule(kernels=("numpy_gemm_1x1", "torch_im2col"), train_columns=columns([problem()]),
                     train_measured=np.array([[False, True]]),
-                    metadata={"source": "kernelbench-sweep", "devices": {"cpu:x": {"backend": "cpu"}}})
+                    metadata={"source": "kernelbench-sweep", "devices": {"cpu:x": [{"backend": "cpu"}]}})
     assert rule.kind == "applies"
+    assert CandidateRule.from_json(rule.to_json()).kind == "applies"
     full = {"batch": 1, "in_channels": 4, "out_channels": 4, "in_h": 8, "in_w": 8, "filter_h": 3, "filter_w": 3}
     mask, _ = rule.masks({k: [v] for k, v in {**full, "filter_h": 1, "filter_w": 1}.items()}, rule_kernels := ("numpy_gemm_1x1", "torch_im2col"))
     assert mask.tolist() == [[True, True]]

@@ -23,3 +23,26 @@ def test_unknown_kernels_are_reported_and_unscorable_problems_skipped(model_dir,
     # t_best still sees gemm_v2: where it is fastest, the oracle is unreachable for the model.
     assert result.baselines["oracle"].top1 == 1.0
     assert np.isfinite(result.model.oracle_ratio) and result.model.oracle_ratio <= 1.0
+
+
+def test_torch_default_is_a_baseline_beside_static_where_the_dataset_measured_it(matrix):
+    import dataclasses
+
+    from reformer.train import fit
+    from tests.reformer.conftest import QUICK
+
+    # The synthetic "gemm" plays F.conv2d: it applies to every problem.
+    renamed = dataclasses.replace(matrix, kernels=tuple("torch_default" if k == "gemm" else k for k in matrix.kernels))
+    result = fit(renamed, dataclasses.replace(QUICK, epochs=1))
+    test = renamed.subset(result.split.test)
+    baseline = result.evaluations["test"].baselines["torch_default"]
+    column = renamed.kernels.index("torch_default")
+    t_default = test.time_ms[:, column]
+    assert not np.isnan(t_default).any()
+    assert baseline.oracle_ratio == np.exp(np.mean(np.log(np.nanmin(test.time_ms, axis=1) / t_default)))
+    assert baseline.open_hit_rate == 1.0 and baseline.open_oracle_ratio == baseline.oracle_ratio
+    assert list(result.evaluations["test"].baselines) == ["oracle", "static", "torch_default", "random"]
+
+
+def test_no_torch_default_row_without_its_measurements(model_dir, matrix):
+    assert "torch_default" not in evaluate(Selector.load(model_dir), matrix).baselines
