@@ -17,6 +17,10 @@ from kernelbench.problem import CATEGORICAL_FIELDS, DERIVED_FIELDS, INT_FIELDS
 from kernelbench.store import read_manifest, read_parts
 
 PROBLEM_COLUMNS = ("problem_id", *CATEGORICAL_FIELDS, *INT_FIELDS, *DERIVED_FIELDS)
+#: The metadata's ``coverage``: which applicable kernels a problem has rows for.
+COVERAGE_SWEEP = "every applicable kernel of the sweep's kernel set"
+COVERAGE_TUNE = ("only the kernels a model ranked first (kernelbench tune; see runs[].tune_options), "
+                 "not every applicable kernel")
 
 
 def merge_runs(
@@ -60,12 +64,13 @@ def merge_runs(
         "source": "kernelbench-sweep",
         "devices": {m["device_label"]: m.get("device") for m in manifests},
         "runs": [
-            {k: m.get(k) for k in ("run_id", "space", "kernels", "rule", "shard", "created", "versions", "device_label")}
+            {k: m.get(k) for k in ("run_id", "space", "kernels", "rule", "shard", "created", "versions", "device_label",
+                                   "tune", "tune_options") if k in m or not k.startswith("tune")}
             for m in manifests
         ],
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "kept_failed": keep_failed,
-        "coverage": "every applicable kernel of the sweep's kernel set",
+        "coverage": COVERAGE_TUNE if any(m.get("tune") for m in manifests) else COVERAGE_SWEEP,
     }
     return frame, metadata
 
