@@ -12,7 +12,9 @@ Two figures, on the problems the tune ranked:
   ``Σ t_chosen / Σ t_best`` come from :mod:`reformer.metrics`, the worst case is the largest ratio.
 
 A chosen kernel without an ``ok`` row in the exhaustive run is scored with the tune's own time (and
-counted as such), and then also counts as a candidate for the best.
+counted as such), and then also counts as a candidate for the best.  A last line compares the chosen
+kernels' own times in the two runs: on a loaded machine they can differ by orders of magnitude, and
+then the ratios above say more about the timings than about the tune.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ class Comparison:
     chosen_is_best: int
     #: Chosen kernels that the exhaustive run has no ok time for (scored with the tune's time).
     scored_with_tune_time: int
+    #: The chosen kernels' own times, tune / exhaustive run: geometric mean, and how many differ by more than 2x
+    #: (both measure the same kernel on the same problem: a large difference means unreliable timings).
+    remeasure_geomean: float
+    remeasure_off_2x: int
 
     @property
     def measure_share(self) -> float:
@@ -122,11 +128,14 @@ def compare_runs(tune_dir: str | Path, compare_dir: str | Path, *, problem_ids: 
         if pid in row_of:
             time_ms[row_of[pid], column[kernel]] = t
     picks = np.array([column[choice[pid][0]] for pid in scored], dtype=int)
-    with_tune_time = 0
+    with_tune_time, remeasured = 0, []
     for i, pid in enumerate(scored):
         if np.isnan(time_ms[i, picks[i]]):
             time_ms[i, picks[i]] = choice[pid][1]
             with_tune_time += 1
+        else:
+            remeasured.append(choice[pid][1] / time_ms[i, picks[i]])
+    again = np.array(remeasured)
     if scored:
         metrics = selection_metrics(time_ms, picks, picks)
         ratios = time_ms[np.arange(len(scored)), picks] / np.nanmin(time_ms, axis=1)
@@ -149,6 +158,8 @@ def compare_runs(tune_dir: str | Path, compare_dir: str | Path, *, problem_ids: 
         worst_problem=worst_problem,
         chosen_is_best=hits,
         scored_with_tune_time=with_tune_time,
+        remeasure_geomean=float(np.exp(np.mean(np.log(again)))) if len(again) else math.nan,
+        remeasure_off_2x=int(np.sum((again > 2) | (again < 0.5))),
     )
 
 
@@ -168,6 +179,8 @@ def format_comparison(c: Comparison, *, compare_dir: str | Path, describe: dict[
         f"{'  Σ t_chosen / Σ t_best':<28}{c.sum_ratio:>12.4f}",
         f"{'  worst case':<28}{c.worst_ratio:>12.4f}  ({worst})",
         f"{'  chosen = best':<28}{c.chosen_is_best:>12}  ({c.chosen_is_best / scored if scored else math.nan:.1%})",
+        f"{'chosen kernel, tune / exh.':<28}{c.remeasure_geomean:>12.4f}  (geomean of its own times in the two runs; "
+        f"{c.remeasure_off_2x} differ by more than 2x)",
     ]
     if c.without_choice:
         lines.append(f"{c.without_choice} problem(s) without a correct kernel in the tune are not scored")

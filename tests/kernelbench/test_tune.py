@@ -224,8 +224,8 @@ def test_compare_figures_on_a_case_computed_by_hand(tmp_path):
     p0, p1 = problems(2)
     write_run(tmp_path / "full", {p0: {"a": 1.0, "b": 2.0, "c": 4.0}, p1: {"a": 3.0, "b": 1.5, "c": 2.0}},
               [1.0, 1.0, 2.0, 1.0, 1.0, 1.0])
-    # The tune measured a, b on p0 (chooses a) and a, c on p1 (chooses c, its own time 2.1 ms).
-    write_run(tmp_path / "tune", {p0: {"a": 1.1, "b": 2.0}, p1: {"a": 3.0, "c": 2.1}}, [0.5] * 4, tune_model="m")
+    # The tune measured a, b on p0 (chooses a, its own time 0.4 ms) and a, c on p1 (chooses c, its own time 2.1 ms).
+    write_run(tmp_path / "tune", {p0: {"a": 0.4, "b": 2.0}, p1: {"a": 3.0, "c": 2.1}}, [0.5] * 4, tune_model="m")
     c = compare_runs(tmp_path / "tune", tmp_path / "full", problem_ids=[p0.problem_id, p1.problem_id])
     # p0: chosen a = best (ratio 1); p1: chosen c scored with the exhaustive 2.0 ms against best b 1.5 ms.
     assert c.tune_measure_s == pytest.approx(2.0) and c.exhaustive_measure_s == pytest.approx(7.0)
@@ -234,9 +234,12 @@ def test_compare_figures_on_a_case_computed_by_hand(tmp_path):
     assert c.sum_ratio == pytest.approx((1.0 + 2.0) / (1.0 + 1.5))
     assert c.worst_ratio == pytest.approx(2.0 / 1.5) and c.worst_problem == p1.problem_id
     assert c.chosen_is_best == 1 and c.tune_rows == 4 and c.exhaustive_rows == 6 and c.without_choice == 0
+    # the chosen kernels' own times, tune / exhaustive: 0.4 / 1.0 (off by more than 2x) and 2.1 / 2.0
+    assert c.remeasure_geomean == pytest.approx(math.sqrt(0.4 * 1.05)) and c.remeasure_off_2x == 1
     text = format_comparison(c, compare_dir="full", describe={p1.problem_id: "P1"})
     assert "28.6%" in text and "1.1547" in text and "1.2000" in text and "1.3333  (P1)" in text
     assert "66.7%" in text  # kernels measured 4 of 6
+    assert "0.6481  (geomean of its own times in the two runs; 1 differ by more than 2x)" in text
 
 
 def test_compare_refuses_other_problems_and_rows_without_measuring_time(tmp_path):
