@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import signal
 import sys
 
 import click
@@ -54,6 +55,7 @@ def kernelbench() -> None:
       kernelbench sweep --space smoke -o runs/smoke      # measure (resumable)
       kernelbench export runs/smoke -o smoke.parquet     # merge into a dataset
       kernelbench info smoke.parquet                     # what is in it
+      kernelbench tune --model model/ --space smoke --top-k 2 -o runs/tuned   # measure only the model's top 2
     """
 
 
@@ -79,50 +81,76 @@ def _threads_default() -> int:
     return os.cpu_count() or 1
 
 
-@kernelbench.command()
-@click.option("--space", "space_name", metavar="NAME", help="A built-in space (see `kernelbench spaces`).")
-@click.option("--spec", "spec_path", type=click.Path(dir_okay=False), help="A TOML/JSON space spec (docs/spec-format.md).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto: cuda when a usable GPU is found, else cpu.")
-@click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False),
-              help="Run directory; re-running the same command resumes it.")
-@click.option("--batch-sizes", help="Comma-separated batch sizes for network spaces, e.g. 1,8.")
-@click.option("--dtype", default="fp32", show_default=True, type=click.Choice(["fp32", "fp16"]),
-              help="Data type of built-in spaces.")
-@click.option("--kernels", "kernel_spec", default="default", show_default=True,
-              help="all, default, or a comma-separated list of names (see `kernelbench kernels`).")
-@click.option("--threads", type=click.IntRange(min=1), default=_threads_default, show_default="all cores",
-              help="Threads for every CPU kernel (fixed and recorded).")
-@click.option("--shard", default="0/1", show_default=True,
-              help="Run shard i of n (0-based), e.g. 3/8, into the shared run directory; auto: from a SLURM job "
-                   "array (SLURM_ARRAY_TASK_ID of --array=0-(n-1)) or torchrun (RANK, WORLD_SIZE). "
-                   "See docs/cluster.md.")
-@click.option("--rse", type=click.FloatRange(min=0, min_open=True), default=0.02, show_default=True,
-              help="Stop sampling once the relative standard error of the median is below this.")
-@click.option("--budget-s", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="Sampling time budget per kernel, seconds.")
-@click.option("--min-samples", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True, help="Untimed runs per kernel.")
-@click.option("--timeout-s", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
-              help="A single run longer than this is recorded as status timeout.")
-@click.option("--quiet-wait", is_flag=True, help="Wait for a quiet machine and re-time samples taken under load.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
-@click.option("--flush-every-s", type=click.FloatRange(min=0), default=10.0, show_default=True,
-              help="Write finished rows to a part file at least this often (a kill loses at most this much work).")
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def sweep(space_name, spec_path, device, run_dir, batch_sizes, dtype, kernel_spec, threads, shard, rse, budget_s,
-          min_samples, warmup, timeout_s, quiet_wait, seed, flush_every_s, progress) -> None:
-    """Measure every applicable kernel on every problem of a space; write part files to RUN_DIR."""
+#: The options `sweep` and `tune` share: which problems and kernels, on which device, into which run directory,
+#: with which stopping rule.  Applied by :func:`_measure_options`.
+_MEASURE_OPTIONS = (
+    click.option("--space", "space_name", metavar="NAME", help="A built-in space (see `kernelbench spaces`)."),
+    click.option("--spec", "spec_path", type=click.Path(dir_okay=False),
+                 help="A TOML/JSON space spec (docs/spec-format.md)."),
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                 help="auto: cuda when a usable GPU is found, else cpu."),
+    click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False),
+                 help="Run directory; re-running the same command resumes it."),
+    click.option("--batch-sizes", help="Comma-separated batch sizes for network spaces, e.g. 1,8."),
+    click.option("--dtype", default="fp32", show_default=True, type=click.Choice(["fp32", "fp16"]),
+                 help="Data type of built-in spaces."),
+    click.option("--kernels", "kernel_spec", default="default", show_default=True,
+                 help="all, default, or a comma-separated list of names (see `kernelbench kernels`)."),
+    click.option("--threads", type=click.IntRange(min=1), default=_threads_default, show_default="all cores",
+                 help="Threads for every CPU kernel (fixed and recorded)."),
+    click.option("--shard", default="0/1", show_default=True,
+                 help="Run shard i of n (0-based), e.g. 3/8, into the shared run directory; auto: from a SLURM job "
+                      "array (SLURM_ARRAY_TASK_ID of --array=0-(n-1)) or torchrun (RANK, WORLD_SIZE). "
+                      "See docs/cluster.md."),
+    click.option("--rse", type=click.FloatRange(min=0, min_open=True), default=0.02, show_default=True,
+                 help="Stop sampling once the relative standard error of the median is below this."),
+    click.option("--budget-s", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+                 help="Sampling time budget per kernel, seconds."),
+    click.option("--min-samples", type=click.IntRange(min=1), default=5, show_default=True),
+    click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True, help="Untimed runs per kernel."),
+    click.option("--timeout-s", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+                 help="A single run longer than this is recorded as status timeout."),
+    click.option("--quiet-wait", is_flag=True, help="Wait for a quiet machine and re-time samples taken under load."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs."),
+    click.option("--flush-every-s", type=click.FloatRange(min=0), default=10.0, show_default=True,
+                 help="Write finished rows to a part file at least this often (a kill loses at most this much work)."),
+    click.option("--progress/--no-progress", default=True, help="Show a progress bar."),
+)
+
+
+def _measure_options(command):
+    """Add :data:`_MEASURE_OPTIONS` to a command (they arrive as keyword arguments; see :func:`_measurement`)."""
+    for option in reversed(_MEASURE_OPTIONS):
+        command = option(command)
+    return command
+
+
+@dataclasses.dataclass(frozen=True)
+class _Measurement:
+    """What :data:`_MEASURE_OPTIONS` resolve to: the problems, backend and kernels, the run directory's
+    identity and extra manifest fields, and the sweep options."""
+
+    entries: list
+    backend: object
+    kernels: tuple
+    run_dir: str
+    identity: dict
+    extra: dict
+    options: object
+    progress: bool
+    lock: object
+
+
+def _measurement(*, space_name, spec_path, device, run_dir, batch_sizes, dtype, kernel_spec, threads, shard, rse,
+                 budget_s, min_samples, warmup, timeout_s, quiet_wait, seed, flush_every_s, progress) -> _Measurement:
+    """Resolve the shared measuring options (raises InputError with the flag's name on bad values)."""
     from kernelbench import spaces
     from kernelbench import sweep as sw
     from kernelbench.backends import resolve_backend
     from kernelbench.device import keep_freed_memory
-    from kernelbench.runlock import describe_holder
     from kernelbench.shards import resolve_shard
     from kernelbench.store import RunStore, recorded_shard_count
     from kernelbench.timing import StoppingRule
-
-    import signal
 
     # A job scheduler's time limit or scancel sends SIGTERM: end like Ctrl-C, so the rows measured since the
     # last flush are written before the process goes.
@@ -130,6 +158,7 @@ def sweep(space_name, spec_path, device, run_dir, batch_sizes, dtype, kernel_spe
     if (space_name is None) == (spec_path is None):
         raise InputError("give exactly one of --space NAME or --spec FILE")
     sizes = _parse_ints(batch_sizes, "--batch-sizes") if batch_sizes else None
+    spec = None
     if space_name is not None:
         entries = spaces.space_problems(space_name, batch_sizes=sizes, dtype=dtype)
         space_id = {"space": space_name, "batch_sizes": sizes, "dtype": dtype}
@@ -151,24 +180,110 @@ def sweep(space_name, spec_path, device, run_dir, batch_sizes, dtype, kernel_spe
                 "device_label": backend.device_label, "seed": seed}
     device_meta = backend.device_metadata()
     extra = {"device": device_meta, "versions": device_meta.get("versions"), "threads": threads_set,
-             "allocator": memory, "problems": len(entries), "spec": spec.as_dict() if spec_path is not None else None}
-    store = RunStore.open(run_dir, identity, extra, shard=shard_spec, lock=lock)
+             "allocator": memory, "problems": len(entries), "spec": spec.as_dict() if spec is not None else None}
+    options = sw.SweepOptions(rule=rule, shard=shard_spec, seed=seed, threads=threads, quiet_wait=quiet_wait,
+                              flush_every_s=flush_every_s)
+    return _Measurement(entries=entries, backend=backend, kernels=kernels, run_dir=run_dir, identity=identity,
+                        extra=extra, options=options, progress=progress, lock=lock)
+
+
+def _open_store(m: _Measurement, identity: dict, extra: dict):
+    """The run directory's store for this shard, under the lock :func:`_measurement` took."""
+    from kernelbench.runlock import describe_holder
+    from kernelbench.store import RunStore
+
+    store = RunStore.open(m.run_dir, identity, extra, shard=m.options.shard, lock=m.lock)
     if store.took_over:
         click.echo(f"took over the lock of {describe_holder(store.took_over)}, which ended without releasing it",
                    err=True)
-    shard_text = f" (shard {shard_spec})" if shard_spec.count > 1 else ""
-    click.echo(f"{len(shard_spec.select(entries))} problems{shard_text} x {len(kernels)} kernels on "
-               f"{backend.device_label} -> {run_dir}", err=True)
-    options = sw.SweepOptions(rule=rule, shard=shard_spec, seed=seed, threads=threads, quiet_wait=quiet_wait,
-                             flush_every_s=flush_every_s)
+    return store
+
+
+def _run_measurement(m: _Measurement, store, **run_options):
+    """Run the sweep (with ``run_options`` such as a tune plan), write the backend's side tables, and record the
+    shard as finished; releases the store's lock."""
+    from kernelbench import sweep as sw
+
     with store:
         try:
-            summary = sw.run_sweep(entries, kernels, backend=backend, store=store, options=options, progress=progress)
+            summary = sw.run_sweep(m.entries, m.kernels, backend=m.backend, store=store, options=m.options,
+                                   progress=m.progress, **run_options)
         finally:
-            for name, rows in backend.side_tables().items():
+            for name, rows in m.backend.side_tables().items():
                 store.write_side_table(name, rows)
         store.finish_shard()
+    return summary
+
+
+@kernelbench.command()
+@_measure_options
+def sweep(**measure) -> None:
+    """Measure every applicable kernel on every problem of a space; write part files to RUN_DIR."""
+    from kernelbench import sweep as sw
+
+    m = _measurement(**measure)
+    store = _open_store(m, m.identity, m.extra)
+    shard = m.options.shard
+    shard_text = f" (shard {shard})" if shard.count > 1 else ""
+    click.echo(f"{len(shard.select(m.entries))} problems{shard_text} x {len(m.kernels)} kernels on "
+               f"{m.backend.device_label} -> {m.run_dir}", err=True)
+    summary = _run_measurement(m, store)
     click.echo(sw.format_summary(summary))
+
+
+@kernelbench.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False),
+              help="Model directory written by `reformer fit`; ranks each problem's applicable kernels.")
+@click.option("--top-k", "top_k", metavar="K", help="Measure the K most probable applicable kernels per problem.")
+@click.option("--confidence", metavar="P",
+              help="Measure in rank order until the measured kernels' predicted probabilities sum to P, 0 < P <= 1 "
+                   "(with --top-k: whichever is reached first).")
+@click.option("--compare", "compare_dir", type=click.Path(file_okay=False), metavar="RUN_DIR",
+              help="An exhaustive `kernelbench sweep` run of the same problems and device: end with a table of "
+                   "measuring time and chosen kernel against it.")
+@click.option("--allow-other-device", is_flag=True,
+              help="Use a model trained on another device or backend than this run's.")
+@_measure_options
+def tune(model_dir, top_k, confidence, compare_dir, allow_other_device, **measure) -> None:
+    """Rank each problem's applicable kernels with a model, then check and time only the best-ranked.
+
+    Writes the sweep's resumable run format to RUN_DIR (`kernelbench export` reads it); each row
+    also records the kernel's predicted_rank and predicted_prob.  When none of the measured
+    kernels of a problem is correct, tuning goes on down the ranking until one is.
+
+    \b
+    Example:
+      kernelbench tune --model out/demo/model --spec datasets/specs/demo.toml --top-k 2 \\
+          -o out/demo/tune --compare out/demo/run
+    """
+    from kernelbench import sweep as sw
+    from kernelbench import tune as tn
+    from kernelbench.tune_compare import check_compare_run, compare_runs, format_comparison
+    from reformer.selector import Selector
+
+    options = tn.TuneOptions(top_k=tn.parse_top_k(top_k), confidence=tn.parse_confidence(confidence))
+    selector = Selector.load(model_dir)
+    m = _measurement(**measure)
+    note = tn.check_model_device(selector, m.backend.device_label, allow_other_device=allow_other_device)
+    if note:
+        click.echo(note, err=True)
+    entries = m.options.shard.select(m.entries)
+    ranking = tn.rank_problems(selector, entries, m.kernels)
+    if compare_dir is not None:
+        check_compare_run(compare_dir, device_label=m.backend.device_label, problem_ids=ranking.ranked,
+                          rule=m.identity["rule"])
+    identity = {**m.identity, "tune": {"model_sha256": tn.model_sha256(model_dir)}}
+    store = _open_store(m, identity, {**m.extra, "tune_options": options.as_dict()})
+    click.echo(f"{len(entries)} problems x {len(m.kernels)} kernels on {m.backend.device_label}, "
+               f"{', '.join(f'{k} {v}' for k, v in options.as_dict().items() if v is not None)} -> {m.run_dir}",
+               err=True)
+    summary = _run_measurement(m, store, plan=tn.plan_from(ranking, options), desc="tune")
+    click.echo(sw.format_summary(summary))
+    click.echo(tn.format_stats(tn.tune_stats(m.run_dir, ranking), ranking))
+    if compare_dir is not None:
+        comparison = compare_runs(m.run_dir, compare_dir, problem_ids=ranking.ranked)
+        labels = {e.problem.problem_id: e.problem.describe() for e in entries}
+        click.echo(format_comparison(comparison, compare_dir=compare_dir, describe=labels))
 
 
 def _parse_ints(text: str, option: str) -> list[int]:
@@ -536,7 +651,6 @@ def reformer_ablate(dataset: str, report_dir: str, seeds: int, studies: str, qui
                     jobs: int, threads: int, progress: bool, report_only: bool) -> None:
     """Run the ablation studies and baselines on DATASET; write results.parquet, report.md and plots."""
     import shlex
-    import signal
 
     # A terminated grid (kill, a job scheduler's time limit) ends like Ctrl-C: finished cells are already
     # stored, and run.json still records this invocation's wall time.

@@ -27,6 +27,10 @@ from kernelbench.store import (
 )
 
 PROBLEM_COLUMNS = ("problem_id", *CATEGORICAL_FIELDS, PAD_MODE_FIELD, *INT_FIELDS, *DERIVED_FIELDS)
+#: The metadata's ``coverage``: which applicable kernels a problem has rows for.
+COVERAGE_SWEEP = "every applicable kernel of the sweep's kernel set"
+COVERAGE_TUNE = ("only the kernels a model ranked first (kernelbench tune; see runs[].tune_options), "
+                 "not every applicable kernel")
 
 
 def _identity_key(manifest: dict[str, Any]) -> str:
@@ -161,15 +165,17 @@ def merge_runs(
     )
     if not keep_failed:
         frame = frame.filter(pl.col("status") == "ok")
+    # A kernelbench tune run's manifest names its model and stopping options (tune, tune_options).
+    tuned = {m["run_id"]: {k: m[k] for k in ("tune", "tune_options") if k in m} for m in manifests if m.get("tune")}
     metadata = {
         "source": "kernelbench-sweep",
         "devices": devices,
-        "runs": sorted(runs.values(), key=lambda r: (r["run_id"], r["shard"] or "")),
+        "runs": [{**r, **tuned.get(r["run_id"], {})} for r in sorted(runs.values(), key=lambda r: (r["run_id"], r["shard"] or ""))],
         "shard_sets": sets,
         "partial": bool(incomplete),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "kept_failed": keep_failed,
-        "coverage": "every applicable kernel of the sweep's kernel set"
+        "coverage": (COVERAGE_TUNE if tuned else COVERAGE_SWEEP)
         + ("; partial: shards listed as missing in shard_sets were not (fully) measured" if incomplete else ""),
     }
     return frame, metadata

@@ -65,6 +65,9 @@ COLUMNS: dict[str, pa.DataType] = {
     "run_id": pa.string(),
     "network": pa.string(),
     "miopen_key": pa.string(),
+    "measure_s": pa.float64(),
+    "predicted_rank": pa.int32(),
+    "predicted_prob": pa.float64(),
 }
 ARROW_SCHEMA = pa.schema([pa.field(name, typ) for name, typ in COLUMNS.items()])
 POLARS_SCHEMA: dict[str, pl.DataType] = dict(pl.from_arrow(ARROW_SCHEMA.empty_table()).schema)

@@ -41,7 +41,8 @@ PARTS_DIR = "parts"
 SHARDS_DIR = "shards"
 DIR_LOCK_NAME = ".lock"
 #: Manifest fields that must match for a run directory to be resumed (or shards merged into it).
-IDENTITY_FIELDS = ("schema_version", "space", "kernels", "rule", "device_label", "seed", "shard_count")
+#: ``tune`` (the model of a ``kernelbench tune`` run) is absent from sweeps, so the two never mix.
+IDENTITY_FIELDS = ("schema_version", "space", "kernels", "rule", "device_label", "seed", "tune", "shard_count")
 #: Part metadata every part must carry (checked by ``kernelbench export``).
 PART_PROVENANCE = ("run_id", "device_label")
 
@@ -174,8 +175,17 @@ class RunStore:
 
     def finished_pairs(self) -> set[tuple[str, str]]:
         """(problem_id, kernel) pairs already stored (by any shard), whatever their status."""
-        frame = read_parts(self.run_dir, columns=["problem_id", "kernel"])
-        return set(zip(frame["problem_id"].to_list(), frame["kernel"].to_list()))
+        return set(self.finished_statuses())
+
+    def finished_statuses(self) -> dict[tuple[str, str], str]:
+        """Status of every (problem_id, kernel) pair already stored by any shard (an ``ok`` row wins over a failed one)."""
+        frame = read_parts(self.run_dir, columns=["problem_id", "kernel", "status"])
+        out: dict[tuple[str, str], str] = {}
+        for pid, kernel, status in zip(frame["problem_id"].to_list(), frame["kernel"].to_list(),
+                                       frame["status"].to_list()):
+            if out.get((pid, kernel)) != "ok":
+                out[(pid, kernel)] = status
+        return out
 
     def write_part(self, rows: Sequence[Mapping[str, Any]], *, shard: str | None = None) -> Path | None:
         """Write ``rows`` (dataset schema) as one new part file, atomically.  No rows: no file.

@@ -14,10 +14,11 @@ that much work and a re-run skips what is stored.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from kernelbench.backends import Backend
@@ -106,6 +107,19 @@ def _row(
     return row
 
 
+#: Chooses which applicable kernels of a problem to measure, in order: ``plan(entry, applicable, statuses)`` yields
+#: ``(kernel, extra_row_fields)``.  ``statuses`` maps kernel name -> status of this problem's stored rows and is
+#: updated after each measurement, so a lazy plan (a generator) can decide on the results so far; a plan must not
+#: yield a kernel already in ``statuses``.  Without a plan the sweep measures every applicable kernel not stored.
+Plan = Callable[[SpaceEntry, Sequence[Kernel], Mapping[str, str]], Iterable[tuple[Kernel, Mapping[str, Any]]]]
+
+
+def every_pending(entry: SpaceEntry, applicable: Sequence[Kernel], statuses: Mapping[str, str]
+                  ) -> list[tuple[Kernel, Mapping[str, Any]]]:
+    """The sweep's own plan: every applicable kernel not stored yet, in the given order."""
+    return [(k, {}) for k in applicable if k.name not in statuses]
+
+
 def _row_untimed(*args: Any, **kwargs: Any) -> tuple[dict[str, Any], float]:
     return _row(*args, **kwargs), 0.0
 
@@ -125,7 +139,26 @@ def measure_kernel(
 
     Returns the dataset row and the seconds spent in the timing loop, warm-up included
     (0 when not timed); a sample may average several runs (see :func:`kernelbench.timing.host_timer`).
+    The row's ``measure_s`` is the wall time of the whole call (prepare, checked run, timing).
     """
+    started = time.perf_counter()
+    row, timing_s = _check_and_time(kernel, entry, inputs, reference, backend=backend, store=store,
+                                    options=options, meter=meter)
+    row["measure_s"] = time.perf_counter() - started
+    return row, timing_s
+
+
+def _check_and_time(
+    kernel: Kernel,
+    entry: SpaceEntry,
+    inputs: ProblemInputs,
+    reference: Any,
+    *,
+    backend: Backend,
+    store: RunStore,
+    options: SweepOptions,
+    meter: LoadMeter,
+) -> tuple[dict[str, Any], float]:
     from kernelbench.reference import max_rel_error, tolerance
 
     problem = entry.problem
@@ -189,10 +222,13 @@ def run_sweep(
     progress: bool = True,
     meter: LoadMeter | None = None,
     on_problem_done: Callable[[int], None] | None = None,
+    plan: Plan = every_pending,
+    desc: str = "sweep",
 ) -> SweepSummary:
-    """Measure every applicable (problem, kernel) pair of this shard not yet in ``store``.
+    """Measure every applicable (problem, kernel) pair of this shard not yet in ``store``, or those ``plan`` chooses.
 
-    ``on_problem_done(i)`` is called after problem ``i`` of the shard (tests use it to interrupt).
+    ``on_problem_done(i)`` is called after problem ``i`` of the shard (tests use it to interrupt);
+    ``desc`` labels the progress bar.
     """
     from tqdm.auto import tqdm
 
@@ -200,13 +236,16 @@ def run_sweep(
 
     meter = meter or LoadMeter()
     shard_entries = options.shard.select(entries)
-    done = store.finished_pairs()
-    todo: list[tuple[SpaceEntry, list[Kernel]]] = []
+    done = store.finished_statuses()
+    todo: list[tuple[SpaceEntry, dict[str, str], Iterator[tuple[Kernel, Mapping[str, Any]]] | None]] = []
     for entry in shard_entries:
         pid = entry.problem.problem_id
-        pending = [k for k in kernels if (pid, k.name) not in done and k.reason_not_applicable(entry.problem) is None]
-        todo.append((entry, pending))
-    skipped = sum(1 for _, pending in todo if not pending)
+        applicable = [k for k in kernels if k.reason_not_applicable(entry.problem) is None]
+        statuses = {k.name: done[(pid, k.name)] for k in applicable if (pid, k.name) in done}
+        pending = iter(plan(entry, applicable, statuses))
+        first = next(pending, None)  # peek: a problem with nothing to measure counts as done
+        todo.append((entry, statuses, None if first is None else itertools.chain([first], pending)))
+    skipped = sum(1 for *_, pending in todo if pending is None)
 
     start = time.perf_counter()
     buffer: list[dict[str, Any]] = []
@@ -223,18 +262,20 @@ def run_sweep(
         last_flush = time.perf_counter()
 
     bar = tqdm(total=len(todo), initial=skipped, unit="problem", disable=not progress, dynamic_ncols=True,
-               desc=f"sweep {options.shard}" if options.shard.count > 1 else "sweep")
+               desc=f"{desc} {options.shard}" if options.shard.count > 1 else desc)
     try:
-        for index, (entry, pending) in enumerate(todo):
-            if not pending:
+        for index, (entry, statuses, pending) in enumerate(todo):
+            if pending is None:
                 continue
             bar.set_postfix_str(entry.problem.describe(), refresh=True)
             inputs = make_inputs(entry.problem, seed=options.seed)
             reference = reference_output(entry.problem, inputs)
-            for kernel in pending:
+            for kernel, extra in pending:
                 bar.set_postfix_str(f"{entry.problem.describe()} | {kernel.name}", refresh=True)
                 row, timed_s = measure_kernel(kernel, entry, inputs, reference, backend=backend, store=store,
                                               options=options, meter=meter)
+                row.update(extra)
+                statuses[kernel.name] = row["status"]
                 buffer.append(row)
                 counts[row["status"]] = counts.get(row["status"], 0) + 1
                 kernel_time_s += timed_s
