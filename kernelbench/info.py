@@ -1,8 +1,9 @@
 """What is in a dataset: counts, winners, applicability, oracle vs the best static choice.
 
 The *static* baseline orders kernels by how often they win on the dataset and
-picks, for each problem, the first applicable kernel in that order (the same
-rule ``reformer`` uses, there on the training split).  Ratios compare its time
+picks, for each problem, the first applicable kernel in that order: the rule
+of :mod:`kernelbench.ranking`, which ``reformer`` uses too (there on the
+training split), ties included.  Ratios compare its time
 with the fastest measured kernel ("oracle"): ``static_geomean`` is the geometric
 mean of ``t_static / t_best`` over problems, ``static_sum_ratio`` is
 ``sum(t_static) / sum(t_best)``; both are >= 1 and 1 means static is perfect.
@@ -11,10 +12,12 @@ A problem is a (problem_id, device) pair.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+import numpy as np
 import polars as pl
+
+from kernelbench.ranking import first_applicable, oracle_picks, static_order
 
 _KEY = ["problem_id", "device"]
 #: Second-best within this factor of the best counts as a near-tie.
@@ -39,33 +42,39 @@ def summarize(frame: pl.DataFrame) -> dict[str, Any]:
         out.update(wins={}, applies={}, static_order=[], static_geomean=None, static_sum_ratio=None,
                    near_ties=0, problems_measured=0)
         return out
-    ranked = ok.with_columns(pl.col("time_ms").rank("ordinal").over(_KEY).alias("_rank"))
-    best = ranked.filter(pl.col("_rank") == 1).select([*_KEY, "kernel", pl.col("time_ms").alias("t_best")])
-    wins = best.group_by("kernel").len().sort(["len", "kernel"], descending=[True, False])
-    applies = ok.group_by("kernel").len().sort(["len", "kernel"], descending=[True, False])
-    order = wins["kernel"].to_list() + sorted(set(ok["kernel"].unique().to_list()) - set(wins["kernel"].to_list()))
-    priority = pl.DataFrame({"kernel": order, "_priority": list(range(len(order)))})
-    static = (
-        ok.join(priority, on="kernel")
-        .sort("_priority")
-        .group_by(_KEY, maintain_order=True)
-        .first()
-        .select([*_KEY, pl.col("time_ms").alias("t_static")])
-        .join(best.select([*_KEY, "t_best"]), on=_KEY)
-    )
-    second = ranked.filter(pl.col("_rank") == 2).select([*_KEY, pl.col("time_ms").alias("t_second")])
-    ties = best.join(second, on=_KEY).filter(pl.col("t_second") <= NEAR_TIE_FACTOR * pl.col("t_best")).height
-    log_ratio = (static["t_static"] / static["t_best"]).log().mean()
+    kernels, time_ms = _runtime_matrix(ok)
+    rows = np.arange(time_ms.shape[0])
+    applicable = ~np.isnan(time_ms)
+    wins = np.bincount(oracle_picks(time_ms), minlength=len(kernels))
+    order = static_order(time_ms)
+    t_best = np.nanmin(time_ms, axis=1)
+    t_static = time_ms[rows, first_applicable(order, applicable)]
+    # Runner-up per problem: the second smallest time (inf where only one kernel applies).
+    ranked = np.sort(np.where(applicable, time_ms, np.inf), axis=1)
+    t_second = ranked[:, 1] if len(kernels) > 1 else np.full_like(t_best, np.inf)
     out.update(
-        problems_measured=best.height,
-        wins=dict(zip(wins["kernel"].to_list(), wins["len"].to_list())),
-        applies=dict(zip(applies["kernel"].to_list(), applies["len"].to_list())),
-        static_order=order,
-        static_geomean=float(math.exp(log_ratio)),
-        static_sum_ratio=float(static["t_static"].sum() / static["t_best"].sum()),
-        near_ties=ties,
+        problems_measured=int(time_ms.shape[0]),
+        wins={kernels[j]: int(wins[j]) for j in order if wins[j] > 0},
+        applies={kernels[j]: int(applicable[:, j].sum()) for j in order},
+        static_order=[kernels[j] for j in order],
+        static_geomean=float(np.exp(np.mean(np.log(t_static / t_best)))),
+        static_sum_ratio=float(t_static.sum() / t_best.sum()),
+        near_ties=int((t_second <= NEAR_TIE_FACTOR * t_best).sum()),
     )
     return out
+
+
+def _runtime_matrix(ok: pl.DataFrame) -> tuple[list[str], np.ndarray]:
+    """``ok`` rows as ``time_ms[problem, kernel]`` (NaN = no ok row), kernels sorted by name as in
+    ``reformer.data.pivot`` so the static order breaks ties identically; repeats reduce to their median."""
+    kernels = sorted(ok["kernel"].unique().to_list())
+    times = ok.group_by([*_KEY, "kernel"]).agg(pl.col("time_ms").median())
+    keys = times.select(_KEY).unique().sort(_KEY).with_row_index("_row")
+    columns = pl.DataFrame({"kernel": kernels, "_col": list(range(len(kernels)))})
+    times = times.join(keys, on=_KEY).join(columns, on="kernel")
+    matrix = np.full((keys.height, len(kernels)), np.nan)
+    matrix[times["_row"].to_numpy(), times["_col"].to_numpy()] = times["time_ms"].to_numpy()
+    return kernels, matrix
 
 
 def _counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
