@@ -7,7 +7,6 @@ cells without training anything.  Plots use matplotlib's Agg backend.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import math
 import os
@@ -19,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from kernelbench.schema import atomic_write_bytes
+from reformer.columns import COLUMNS, Column
 from reformer.metrics import METRIC_KEYS
 
 RESULTS_FILE = "results.parquet"
@@ -31,29 +31,6 @@ RESULT_COLUMNS = ("study", "variant", "seed", *METRIC_KEYS, "train_top1", "fit_s
 PACKAGES = ("kernelbench-reformer", "torch", "numpy", "numba", "polars", "pyarrow", "lightgbm", "matplotlib")
 
 
-@dataclasses.dataclass(frozen=True)
-class Column:
-    """A report column: result key, header, number format, and whether larger is better."""
-
-    key: str
-    header: str
-    fmt: str
-    higher_is_better: bool
-
-
-COLUMNS = {c.key: c for c in (
-    Column("train_top1", "train top-1", "{:.4f}", True),
-    Column("top1", "top-1", "{:.4f}", True),
-    Column("within5", "within-5 %", "{:.4f}", True),
-    Column("oracle_ratio", "oracle ratio", "{:.4f}", True),
-    Column("sum_ratio", "Σpick/Σbest", "{:.4f}", False),
-    Column("mean_pick_ms", "mean t_pick (ms)", "{:.4f}", False),
-    Column("speedup_static_sum", "speedup vs static (Σ)", "{:.3f}", True),
-    Column("speedup_static_geomean", "speedup vs static (geomean)", "{:.3f}", True),
-    Column("fit_seconds", "fit (s)", "{:.1f}", False),
-    Column("latency_us_p50", "latency p50 (µs, 1 problem, 1 thread)", "{:.0f}", False),
-    Column("batched_per_s", "batched (problems/s)", "{:,.0f}", True),
-)}
 #: The columns of each study's table (the metrics the issue asks for, and the ones that explain them).
 STUDY_COLUMNS = {
     # Σ speedups hinge on the few longest test problems (one mis-pick can halve them), so every study

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from reformer.columns import COLUMNS, FIT_TABLE
 from reformer.curves import plot_curve, write_curve_csv
 from reformer.metrics import METRIC_KEYS, SelectionMetrics
 from reformer.store import save_model, write_json
@@ -14,18 +15,6 @@ from reformer.train import FitResult
 METRICS_FILE = "metrics.json"
 CURVE_CSV = "curve.csv"
 CURVE_PNG = "curve.png"
-
-#: (metric key, column header, format) of the printed tables.
-_COLUMNS = (
-    ("top1", "top-1", "{:.4f}"),
-    ("within5", "within-5%", "{:.4f}"),
-    ("oracle_ratio", "oracle ratio", "{:.4f}"),
-    ("sum_ratio", "Σpick/Σbest", "{:.4f}"),
-    ("mean_pick_ms", "mean pick ms", "{:.4f}"),
-    ("speedup_static_sum", "speedup Σ", "{:.3f}"),
-    ("speedup_static_geomean", "speedup geo", "{:.3f}"),
-)
-
 
 def save_fit(directory: str | os.PathLike[str], result: FitResult) -> list[Path]:
     """Write weights, ``config.json``, ``metrics.json``, ``curve.csv`` and ``curve.png``; return the paths.
@@ -44,11 +33,12 @@ def save_fit(directory: str | os.PathLike[str], result: FitResult) -> list[Path]
 def metrics_table(rows: Mapping[str, SelectionMetrics]) -> str:
     """A fixed-width table, one row per picker (e.g. model, oracle, static, random)."""
     width = max(len(name) for name in rows) if rows else 6
-    header = f"{'':{width}}  " + "  ".join(f"{title:>12}" for _, title, _ in _COLUMNS)
+    columns = [COLUMNS[key] for key in FIT_TABLE]
+    header = f"{'':{width}}  " + "  ".join(f"{c.short:>12}" for c in columns)
     lines = [header]
     for name, metrics in rows.items():
         values = metrics.as_dict()
-        cells = "  ".join(f"{fmt.format(values[key]):>12}" for key, _, fmt in _COLUMNS)
+        cells = "  ".join(f"{c.fmt.format(values[c.key]):>12}" for c in columns)
         lines.append(f"{name:{width}}  {cells}")
     return "\n".join(lines)
 
