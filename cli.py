@@ -13,6 +13,9 @@ import sys
 import click
 
 from kernelbench.errors import InputError, RunAborted
+# Torch-free: the fit options and their choice lists are defined once, there.
+from reformer.config import ACTIVATIONS, BLOCKS, LABELS, PATHS, PRECISIONS, SCHEDULES, FitConfig
+from reformer.splits import GROUPINGS
 
 
 class _Group(click.Group):
@@ -249,14 +252,8 @@ def import_miopen(fdb_file, output, arch, num_cu, strict) -> None:
 # ---------------------------------------------------------------- reformer fit / evaluate / select
 
 
-def _fit_defaults():
-    """FitConfig defaults (torch-free import) so option defaults are defined once."""
-    from reformer.config import FitConfig
-
-    return FitConfig()
-
-
-_FIT = _fit_defaults()
+#: FitConfig's defaults, so that option defaults are defined once.
+_FIT = FitConfig()
 
 
 def _parse_problem(text: str) -> dict[str, str]:
@@ -275,7 +272,7 @@ def _parse_problem(text: str) -> dict[str, str]:
 @reformer.command("fit")
 @click.argument("dataset", type=click.Path(dir_okay=False, path_type=str))
 @click.option("-o", "--output", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
-@click.option("--labels", type=click.Choice(["onehot", "softmax", "ratio"]), default=_FIT.labels, show_default=True,
+@click.option("--labels", type=click.Choice(LABELS), default=_FIT.labels, show_default=True,
               help="Training target: one-hot on the fastest, softmax of -t/tau, or ratio-preserving q ∝ t^-γ.")
 @click.option("--softmax-tau", "softmax_tau_ms", type=float, default=_FIT.softmax_tau_ms, show_default=True, help="τ in ms for --labels softmax.")
 @click.option("--ratio-power", type=float, default=_FIT.ratio_power, show_default=True, help="γ for --labels ratio (q ∝ t^-γ).")
@@ -283,10 +280,10 @@ def _parse_problem(text: str) -> dict[str, str]:
               help="α: weight each training problem's loss by t_best^α (0: unweighted).")
 @click.option("--blocks", type=int, default=_FIT.blocks, show_default=True, help="Number of blocks.")
 @click.option("--dim", type=int, default=_FIT.dim, show_default=True, help="Model width d.")
-@click.option("--paths", type=click.Choice(["both", "affine", "nonlinear"]), default=_FIT.paths, show_default=True,
+@click.option("--paths", type=click.Choice(PATHS), default=_FIT.paths, show_default=True,
               help="Γ-block paths kept.")
-@click.option("--block", type=click.Choice(["gamma", "transformer"]), default=_FIT.block, show_default=True, help="Block type.")
-@click.option("--activation", type=click.Choice(["gelu", "relu", "silu", "tanh"]), default=_FIT.activation, show_default=True)
+@click.option("--block", type=click.Choice(BLOCKS), default=_FIT.block, show_default=True, help="Block type.")
+@click.option("--activation", type=click.Choice(ACTIVATIONS), default=_FIT.activation, show_default=True)
 @click.option("--derived", default=",".join(_FIT.derived), show_default=True,
               help="Derived tokens, comma-separated, or 'none'.")
 @click.option("--exact-values", type=int, default=_FIT.exact_values, show_default=True,
@@ -297,24 +294,23 @@ def _parse_problem(text: str) -> dict[str, str]:
               help="Train at least this many optimiser steps (adds epochs on small datasets).")
 @click.option("--lr", type=float, default=_FIT.lr, show_default=True, help="Peak learning rate.")
 @click.option("--weight-decay", type=float, default=_FIT.weight_decay, show_default=True)
-@click.option("--schedule", type=click.Choice(["onecycle", "cosine", "constant"]), default=_FIT.schedule, show_default=True)
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=_FIT.schedule, show_default=True)
 @click.option("--patience", type=int, default=_FIT.patience, show_default=True,
               help="Stop after this many epochs without a better validation oracle ratio (0: never).")
 @click.option("--seed", type=int, default=_FIT.seed, show_default=True, help="Seed of the split, initialisation and batches.")
 @click.option("--threads", type=int, default=_FIT.threads, show_default=True, help="torch CPU threads.")
 @click.option("--fractions", default="0.8,0.1,0.1", show_default=True, help="Train,validation,test fractions.")
 @click.option("--split-by", default=None, help="Hold out problems as the test split, e.g. direction=bwd_weights or network=resnet50.")
-@click.option("--group-by", type=click.Choice(["geometry", "layer"]), default=None,
+@click.option("--group-by", type=click.Choice(GROUPINGS), default=None,
               help="Keep problems of one geometry (or layer, batch ignored) on one side of the split.")
 @click.option("--train-noise", "train_noise_sigma", type=float, default=0.0, show_default=True,
               help="σ of log-normal noise multiplied into training runtimes (robustness studies).")
-@click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default=_FIT.precision, show_default=True,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=_FIT.precision, show_default=True,
               help="Training arithmetic: bfloat16 autocasts the forward pass (weights and inference stay float32).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def reformer_fit(dataset: str, model_dir: str, derived: str, fractions: str, split_by: str | None, group_by: str | None,
                  quiet: bool, **options) -> None:
     """Train a Reformer on DATASET, save it to MODEL_DIR and print test metrics beside the baselines."""
-    from reformer.config import FitConfig
     from reformer.data import load_matrix
     from reformer.report import metrics_table, save_fit
     from reformer.splits import SplitSpec, parse_split_by

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from kernelbench.errors import InputError
 from kernelbench.problem import CATEGORICAL_FIELDS, DERIVED_FIELDS, INT_FIELDS, OUTPUT_SIZE_INPUTS, clamped_output_size
+from kernelbench.status import Status
 
 SCHEMA_VERSION = 1
 METADATA_PREFIX = "kernelbench."
@@ -57,7 +58,8 @@ POLARS_SCHEMA: dict[str, pl.DataType] = dict(pl.from_arrow(ARROW_SCHEMA.empty_ta
 
 #: Columns that must be present and non-null in every row.
 NON_NULL = ("problem_id", *CATEGORICAL_FIELDS, *INT_FIELDS, *DERIVED_FIELDS, "kernel", "algorithm", "status", "device", "source")
-STATUSES = ("ok", "wrong_result", "error", "timeout", "unavailable")
+#: Values of the ``status`` column: those of :class:`kernelbench.status.Status`, in its order.
+STATUSES = tuple(s.value for s in Status)
 
 
 def empty_frame() -> pl.DataFrame:

@@ -122,3 +122,15 @@ def test_an_aborted_run_exits_1_with_one_line(fitted, tmp_path, monkeypatch):
     result = CliRunner().invoke(reformer, ["ablate", str(root / "d.parquet"), "-o", str(tmp_path / "r")])
     assert result.exit_code == 1
     assert result.output == "Aborted: a worker process died; re-run the same command to resume\n"
+
+
+def test_fit_choice_lists_are_fitconfigs():
+    import click
+
+    from reformer import config
+    from reformer.splits import GROUPINGS
+
+    choices = {p.name: tuple(p.type.choices) for p in reformer.commands["fit"].params if isinstance(p.type, click.Choice)}
+    assert choices == {"labels": config.LABELS, "paths": config.PATHS, "block": config.BLOCKS,
+                       "activation": config.ACTIVATIONS, "schedule": config.SCHEDULES, "group_by": GROUPINGS,
+                       "precision": config.PRECISIONS}
