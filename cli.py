@@ -431,8 +431,9 @@ def reformer_ablate(dataset: str, report_dir: str, seeds: int, studies: str, qui
     # stored, and run.json still records this invocation's wall time.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
-    from reformer.ablate import AblationOptions, QuickSettings, parse_studies, run_ablation
+    from reformer.ablate import AblationOptions, QuickSettings, run_ablation
     from reformer.ablation_report import write_report
+    from reformer.grid import parse_studies
 
     options = AblationOptions(studies=parse_studies(studies), seeds=tuple(range(seeds)),
                               quick=QuickSettings() if quick else None, epochs=epochs, jobs=jobs, threads=threads)

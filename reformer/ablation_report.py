@@ -7,10 +7,8 @@ cells without training anything.  Plots use matplotlib's Agg backend.
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import polars as pl
 
 from kernelbench.schema import atomic_write_bytes
 from reformer.columns import COLUMNS, Column
+from reformer.grid import NOISE_SIGMAS, STUDY_TITLES
 from reformer.metrics import METRIC_KEYS
 
 RESULTS_FILE = "results.parquet"
@@ -28,7 +27,6 @@ CURVES_PNG = "training_curves.png"
 #: Columns of ``results.parquet``, in order: the issue's names (metric keys as in ``reformer evaluate --json``).
 RESULT_COLUMNS = ("study", "variant", "seed", *METRIC_KEYS, "train_top1", "fit_seconds", "latency_us_p50",
                   "batched_per_s")
-PACKAGES = ("kernelbench-reformer", "torch", "numpy", "numba", "polars", "pyarrow", "lightgbm", "matplotlib")
 
 
 #: The columns of each study's table (the metrics the issue asks for, and the ones that explain them).
@@ -58,28 +56,6 @@ CDF_ROWS = (
     ("baselines", "static", "static order"),
     ("baselines", "random", "random applicable"),
 )
-
-
-def environment() -> dict[str, Any]:
-    """Hardware and package versions for the report (CPU model from /proc/cpuinfo where it exists)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    try:
-        memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
-    except (ValueError, OSError, AttributeError):
-        memory_gb = float("nan")
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory_gb, 1),
-            "versions": versions}
 
 
 # ---------------------------------------------------------------- tables
@@ -277,8 +253,6 @@ def plot_curves(path: Path, outcome: Any, seed: int, titles: dict[str, str]) -> 
     """Validation top-1 per epoch of every trained variant, one panel per study; False if nothing was trained."""
     from matplotlib.ticker import MaxNLocator
 
-    from reformer.ablate import NOISE_SIGMAS
-
     plt = _pyplot()
     panels: list[tuple[str, list[tuple[str, list[dict[str, Any]]]]]] = []
     for study in dict.fromkeys(v.study for v in outcome.variants):
@@ -416,8 +390,6 @@ def write_report(report_dir: str | os.PathLike[str], outcome: Any, *, titles: di
     Raises:
         InputError: the directory cannot be written.
     """
-    from reformer.ablate import STUDY_TITLES
-
     titles = titles or STUDY_TITLES
     report_dir = Path(report_dir)
     results = results_frame(outcome)
