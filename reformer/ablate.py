@@ -21,7 +21,6 @@ reuses a stale one.  ``run.json`` records every invocation's wall time.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
 import hashlib
 import importlib.metadata
@@ -31,7 +30,7 @@ import multiprocessing
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from reformer.data import RuntimeMatrix, load_matrix
 from reformer.grid import STUDIES, Variant, variants
 from reformer.splits import Split, SplitSpec, make_split
 from reformer.store import write_json
+from reformer.threads import torch_threads
 
 #: Package versions recorded in ``run.json`` (and printed in the report).
 PACKAGES = ("kernelbench-reformer", "torch", "numpy", "numba", "polars", "pyarrow", "lightgbm", "matplotlib")
@@ -228,19 +228,6 @@ def _sample_row(matrix: RuntimeMatrix, rows: np.ndarray) -> dict[str, Any]:
     return row
 
 
-@contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Single-problem latency is measured with one thread whatever the job's thread count (as it is deployed)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _reformer_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[str, Any]:
     from reformer.metrics import latency_us
     from reformer.train import fit
@@ -248,7 +235,7 @@ def _reformer_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[st
     result = fit(matrix, cell.config, split=split)
     selector = result.selector
     sample = _sample_row(matrix, split.test)
-    with _one_torch_thread():
+    with torch_threads(1):  # single-problem latency as deployed: one thread
         latency = latency_us(lambda: selector.select(sample), repeats=100, warmup=10)
     test = matrix.subset(split.test)
     evaluation = result.evaluations["test"]
@@ -307,7 +294,7 @@ def _baseline_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[st
             return argmax_applicable(selector.scores(side.columns(), side.applicable), side.applicable)
 
         row, mask = _sample_row(matrix, split.test), test.applicable[0]
-        with _one_torch_thread():
+        with torch_threads(1):  # single-problem latency as deployed: one thread
             latency = latency_us(lambda: selector.select_one(row, mask), repeats=100, warmup=10)
         columns, applicable = test.columns(), test.applicable
         extra = {

@@ -36,6 +36,7 @@ from reformer.features import DERIVED_TOKENS, FIELD_TOKENS, FeatureEncoder, deri
 from reformer.metrics import argmax_applicable, oracle_picks, selection_metrics, static_order
 from reformer.model import soft_cross_entropy
 from reformer.splits import Split
+from reformer.threads import torch_threads
 from reformer.train import EpochRecord, one_cycle
 
 LEARNED_BASELINES = ("lightgbm", "mlp")
@@ -285,9 +286,16 @@ def _train_validation(matrix: RuntimeMatrix, split: Split) -> tuple[RuntimeMatri
 
 def fit_mlp(matrix: RuntimeMatrix, split: Split, config: MLPConfig | None = None, *,
             derived: Sequence[str] = DERIVED_TOKENS) -> BaselineFit:
-    """Train the MLP baseline on ``split.train`` with one-hot labels; keep the best validation epoch."""
+    """Train the MLP baseline on ``split.train`` with one-hot labels; keep the best validation epoch.
+
+    Runs with ``config.threads`` torch threads and restores the caller's count on return.
+    """
     config = config if config is not None else MLPConfig()
-    torch.set_num_threads(config.threads)
+    with torch_threads(config.threads):
+        return _fit_mlp(matrix, split, config, derived=derived)
+
+
+def _fit_mlp(matrix: RuntimeMatrix, split: Split, config: MLPConfig, *, derived: Sequence[str]) -> BaselineFit:
     torch.manual_seed(config.seed)
     started = time.perf_counter()
     train, validation = _train_validation(matrix, split)
