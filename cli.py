@@ -271,7 +271,7 @@ def _parse_problem(text: str) -> dict[str, str]:
 
 @reformer.command("fit")
 @click.argument("dataset", type=click.Path(dir_okay=False, path_type=str))
-@click.option("-o", "--output", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
+@click.option("-o", "--output", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory to write (replaced as a whole).")
 @click.option("--labels", type=click.Choice(LABELS), default=_FIT.labels, show_default=True,
               help="Training target: one-hot on the fastest, softmax of -t/tau, or ratio-preserving q ∝ t^-γ.")
 @click.option("--softmax-tau", "softmax_tau_ms", type=float, default=_FIT.softmax_tau_ms, show_default=True, help="τ in ms for --labels softmax.")
@@ -310,12 +310,21 @@ def _parse_problem(text: str) -> dict[str, str]:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def reformer_fit(dataset: str, model_dir: str, derived: str, fractions: str, split_by: str | None, group_by: str | None,
                  quiet: bool, **options) -> None:
-    """Train a Reformer on DATASET, save it to MODEL_DIR and print test metrics beside the baselines."""
+    """Train a Reformer on DATASET, save it to MODEL_DIR and print test metrics beside the baselines.
+
+    MODEL_DIR is written as a whole (a complete old or new model even if the fit is killed while saving); an
+    existing model directory there is replaced.
+    """
     from reformer.data import load_matrix
     from reformer.report import metrics_table, save_fit
     from reformer.splits import SplitSpec, parse_split_by
+    from reformer.store import check_model_dir
     from reformer.train import fit
 
+    try:  # before any work: a fit of hours must not end in a directory it cannot write
+        check_model_dir(model_dir)
+    except InputError as exc:
+        raise InputError(f"-o/--output: {exc}") from None
     try:
         shares = tuple(float(x) for x in fractions.split(","))
     except ValueError:

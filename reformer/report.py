@@ -17,17 +17,18 @@ CURVE_CSV = "curve.csv"
 CURVE_PNG = "curve.png"
 
 def save_fit(directory: str | os.PathLike[str], result: FitResult) -> list[Path]:
-    """Write weights, ``config.json``, ``metrics.json``, ``curve.csv`` and ``curve.png``; return the paths.
+    """Write the model directory as a unit: weights, ``config.json``, ``metrics.json``, ``curve.csv``, ``curve.png``
+    and ``manifest.json`` (see :func:`reformer.store.save_model`); return the paths.
 
     Raises:
         InputError: the directory cannot be written.
     """
-    directory = Path(directory)
-    save_model(directory, result.trained)
-    write_json(directory / METRICS_FILE, result.metrics_json())
-    write_curve_csv(directory / CURVE_CSV, result.curve)
-    plot_curve(directory / CURVE_PNG, result.curve, title=f"Reformer training ({result.split.spec.describe()})")
-    return [directory / name for name in ("weights.safetensors", "config.json", METRICS_FILE, CURVE_CSV, CURVE_PNG)]
+    title = f"Reformer training ({result.split.spec.describe()})"
+    return save_model(directory, result.trained, extra={
+        METRICS_FILE: lambda path: write_json(path, result.metrics_json()),
+        CURVE_CSV: lambda path: write_curve_csv(path, result.curve),
+        CURVE_PNG: lambda path: plot_curve(path, result.curve, title=title),
+    })
 
 
 def metrics_table(rows: Mapping[str, SelectionMetrics]) -> str:
