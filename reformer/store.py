@@ -127,9 +127,9 @@ def save_model(directory: str | os.PathLike[str], trained: TrainedModel, *,
     Raises:
         InputError: the directory cannot be written (see :func:`check_model_dir`).
     """
-    directory = Path(directory)
     check_model_dir(directory)
-    directory.absolute().parent.mkdir(parents=True, exist_ok=True)
+    shown, directory = Path(directory), Path(os.path.abspath(directory))  # abspath: "model/.." has a name too
+    directory.parent.mkdir(parents=True, exist_ok=True)
     pid = os.getpid()
     staging = directory.with_name(f".{directory.name}.tmp-{pid}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -159,12 +159,12 @@ def save_model(directory: str | os.PathLike[str], trained: TrainedModel, *,
         _swap_in(staging, directory, pid)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise InputError(f"cannot write {directory}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot write {shown}: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _remove_leftovers(directory)
-    return [directory / name for name in (*names, MANIFEST_FILE)]
+    return [shown / name for name in (*names, MANIFEST_FILE)]
 
 
 def _swap_in(staging: Path, directory: Path, pid: int) -> None:
@@ -173,12 +173,16 @@ def _swap_in(staging: Path, directory: Path, pid: int) -> None:
         aside = directory.with_name(f".{directory.name}.old-{pid}")
         shutil.rmtree(aside, ignore_errors=True)
         os.rename(directory, aside)
-        os.rename(staging, directory)
-        _fsync(directory.absolute().parent)
-        shutil.rmtree(aside)
+        try:
+            os.rename(staging, directory)
+        except BaseException:
+            os.rename(aside, directory)  # put the old model back before reporting the error
+            raise
+        _fsync(directory.parent)
+        shutil.rmtree(aside, ignore_errors=True)  # a leftover is harmless: the next save removes it
     else:
         os.rename(staging, directory)
-        _fsync(directory.absolute().parent)
+        _fsync(directory.parent)
 
 
 def _leftovers(directory: Path) -> list[tuple[Path, str, int]]:
