@@ -15,6 +15,9 @@ import sys
 import click
 
 from kernelbench.errors import InputError, RunAborted
+# Torch-free: the fit options and their choice lists are defined once, there.
+from reformer.config import ACTIVATIONS, BLOCKS, CANDIDATES, LABELS, PATHS, PRECISIONS, SCHEDULES, FitConfig
+from reformer.splits import GROUPINGS
 
 
 _DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
@@ -415,14 +418,8 @@ def import_miopen(fdb_file, output, arch, num_cu, strict, device_spec) -> None:
 # ---------------------------------------------------------------- reformer fit / evaluate / select
 
 
-def _fit_defaults():
-    """FitConfig defaults (torch-free import) so option defaults are defined once."""
-    from reformer.config import FitConfig
-
-    return FitConfig()
-
-
-_FIT = _fit_defaults()
+#: FitConfig's defaults, so that option defaults are defined once.
+_FIT = FitConfig()
 
 
 def _parse_problem(text: str) -> dict[str, str]:
@@ -440,10 +437,10 @@ def _parse_problem(text: str) -> dict[str, str]:
 
 @reformer.command("fit")
 @click.argument("dataset", type=click.Path(dir_okay=False, path_type=str))
-@click.option("-o", "--output", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
-@click.option("--labels", type=click.Choice(["onehot", "softmax", "ratio"]), default=_FIT.labels, show_default=True,
+@click.option("-o", "--output", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory to write (replaced as a whole).")
+@click.option("--labels", type=click.Choice(LABELS), default=_FIT.labels, show_default=True,
               help="Training target: one-hot on the fastest, softmax of -t/tau, or ratio-preserving q ∝ t^-γ.")
-@click.option("--candidates", type=click.Choice(["context", "measured"]), default=_FIT.candidates, show_default=True,
+@click.option("--candidates", type=click.Choice(CANDIDATES), default=_FIT.candidates, show_default=True,
               help="Normalise each training problem's softmax over its candidates (every kernel a caller may offer "
                    "without measuring, so unmeasured ones are pushed down) or over its measured kernels only "
                    "(the paper's closed protocol).")
@@ -455,10 +452,10 @@ def _parse_problem(text: str) -> dict[str, str]:
               help="α: weight each training problem's loss by t_best^α (0: unweighted).")
 @click.option("--blocks", type=int, default=_FIT.blocks, show_default=True, help="Number of blocks.")
 @click.option("--dim", type=int, default=_FIT.dim, show_default=True, help="Model width d.")
-@click.option("--paths", type=click.Choice(["both", "affine", "nonlinear"]), default=_FIT.paths, show_default=True,
+@click.option("--paths", type=click.Choice(PATHS), default=_FIT.paths, show_default=True,
               help="Γ-block paths kept.")
-@click.option("--block", type=click.Choice(["gamma", "transformer"]), default=_FIT.block, show_default=True, help="Block type.")
-@click.option("--activation", type=click.Choice(["gelu", "relu", "silu", "tanh"]), default=_FIT.activation, show_default=True)
+@click.option("--block", type=click.Choice(BLOCKS), default=_FIT.block, show_default=True, help="Block type.")
+@click.option("--activation", type=click.Choice(ACTIVATIONS), default=_FIT.activation, show_default=True)
 @click.option("--derived", default=",".join(_FIT.derived), show_default=True,
               help="Derived tokens, comma-separated, or 'none'.")
 @click.option("--exact-values", type=int, default=_FIT.exact_values, show_default=True,
@@ -469,36 +466,43 @@ def _parse_problem(text: str) -> dict[str, str]:
               help="Train at least this many optimiser steps (adds epochs on small datasets).")
 @click.option("--lr", type=float, default=_FIT.lr, show_default=True, help="Peak learning rate.")
 @click.option("--weight-decay", type=float, default=_FIT.weight_decay, show_default=True)
-@click.option("--schedule", type=click.Choice(["onecycle", "cosine", "constant"]), default=_FIT.schedule, show_default=True)
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=_FIT.schedule, show_default=True)
 @click.option("--patience", type=int, default=_FIT.patience, show_default=True,
               help="Stop after this many epochs without a better validation oracle ratio (0: never).")
 @click.option("--seed", type=int, default=_FIT.seed, show_default=True, help="Seed of the split, initialisation and batches.")
 @click.option("--threads", type=int, default=_FIT.threads, show_default=True, help="torch CPU threads.")
 @click.option("--fractions", default="0.8,0.1,0.1", show_default=True, help="Train,validation,test fractions.")
 @click.option("--split-by", default=None, help="Hold out problems as the test split, e.g. direction=bwd_weights or network=resnet50.")
-@click.option("--group-by", type=click.Choice(["geometry", "layer"]), default=None,
+@click.option("--group-by", type=click.Choice(GROUPINGS), default=None,
               help="Keep problems of one geometry (or layer, batch ignored) on one side of the split.")
 @click.option("--train-noise", "train_noise_sigma", type=float, default=0.0, show_default=True,
               help="σ of log-normal noise multiplied into training runtimes (robustness studies).")
-@click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default=_FIT.precision, show_default=True,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=_FIT.precision, show_default=True,
               help="Training arithmetic: bfloat16 autocasts the forward pass (weights and inference stay float32).")
 @click.option("--top-k", "top_k", default="1,2,3", show_default=True,
               help="Also score the best measured kernel among the first k ranked, for each k (both protocols).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def reformer_fit(dataset: str, model_dir: str, derived: str, fractions: str, split_by: str | None, group_by: str | None,
                  quiet: bool, top_k: str, **options) -> None:
-    """Train a Reformer on DATASET, save it to MODEL_DIR and print test metrics beside the baselines."""
+    """Train a Reformer on DATASET, save it to MODEL_DIR and print test metrics beside the baselines.
+
+    MODEL_DIR is written as a whole (a complete old or new model even if the fit is killed while saving); an
+    existing model directory there is replaced.
+    """
     from safetensors import SafetensorError
 
     from kernelbench.schema import io_error_reason
-
-    from reformer.config import FitConfig
     from reformer.data import load_matrix
     from reformer.report import metrics_table, open_table, save_fit
     from reformer.splits import SplitSpec, parse_split_by
+    from reformer.store import check_model_dir
     from reformer.train import fit
 
     top_ks = tuple(_parse_ints(top_k, "--top-k"))
+    try:  # before any work: a fit of hours must not end in a directory it cannot write
+        check_model_dir(model_dir)
+    except InputError as exc:
+        raise InputError(f"-o/--output: {exc}") from None
     try:
         shares = tuple(float(x) for x in fractions.split(","))
     except ValueError:
@@ -656,8 +660,9 @@ def reformer_ablate(dataset: str, report_dir: str, seeds: int, studies: str, qui
     # stored, and run.json still records this invocation's wall time.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
-    from reformer.ablate import AblationOptions, QuickSettings, parse_studies, run_ablation
+    from reformer.ablate import AblationOptions, QuickSettings, run_ablation
     from reformer.ablation_report import write_report
+    from reformer.grid import parse_studies
 
     options = AblationOptions(studies=parse_studies(studies), seeds=tuple(range(seeds)),
                               quick=QuickSettings() if quick else None, epochs=epochs, jobs=jobs, threads=threads)

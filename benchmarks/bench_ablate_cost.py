@@ -40,16 +40,8 @@ from typing import Any
 
 from bench_select import subsample  # the sibling script: a seeded training subsample of a split
 
-from reformer.ablate import (
-    STUDIES,
-    AblationOptions,
-    data_identity,
-    describe_cell,
-    load_data,
-    plan_cells,
-    read_cell,
-    variants,
-)
+from reformer.ablate import AblationOptions, data_identity, describe_cell, load_data, plan_cells, read_cell
+from reformer.grid import STUDIES, variants
 from reformer.splits import SplitSpec, make_split
 from reformer.train import fit, training_epochs
 

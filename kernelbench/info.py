@@ -1,8 +1,9 @@
 """What is in a dataset: counts, winners, applicability, oracle vs the best static choice.
 
 The *static* baseline orders kernels by how often they win on the dataset and
-picks, for each problem, the first applicable kernel in that order (the same
-rule ``reformer`` uses, there on the training split).  Ratios compare its time
+picks, for each problem, the first applicable kernel in that order: the rule
+of :mod:`kernelbench.ranking`, which ``reformer`` uses too (there on the
+training split), ties included.  Ratios compare its time
 with the fastest measured kernel ("oracle"): ``static_geomean`` is the geometric
 mean of ``t_static / t_best`` over problems, ``static_sum_ratio`` is
 ``sum(t_static) / sum(t_best)``; both are >= 1 and 1 means static is perfect.
@@ -20,12 +21,12 @@ A problem is a (problem_id, device) pair.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from kernelbench.ranking import first_applicable, oracle_picks, static_order
 from kernelbench.timing import TIE_FLOOR, TIE_Z, near_tie
 
 _KEY = ["problem_id", "device"]
@@ -51,37 +52,30 @@ def summarize(frame: pl.DataFrame) -> dict[str, Any]:
         out.update(wins={}, decided_wins={}, applies={}, static_order=[], static_geomean=None,
                    static_sum_ratio=None, near_ties=0, problems_measured=0, baseline=None)
         return out
-    ranked = ok.with_columns(pl.col("time_ms").rank("ordinal").over(_KEY).alias("_rank"))
-    best = ranked.filter(pl.col("_rank") == 1).select([*_KEY, "kernel", pl.col("time_ms").alias("t_best"),
-                                                        pl.col("time_rse").alias("rse_best")])
-    wins = best.group_by("kernel").len().sort(["len", "kernel"], descending=[True, False])
-    applies = ok.group_by("kernel").len().sort(["len", "kernel"], descending=[True, False])
-    order = wins["kernel"].to_list() + sorted(set(ok["kernel"].unique().to_list()) - set(wins["kernel"].to_list()))
-    priority = pl.DataFrame({"kernel": order, "_priority": list(range(len(order)))})
-    static = (
-        ok.join(priority, on="kernel")
-        .sort("_priority")
-        .group_by(_KEY, maintain_order=True)
-        .first()
-        .select([*_KEY, pl.col("time_ms").alias("t_static")])
-        .join(best.select([*_KEY, "t_best"]), on=_KEY)
-    )
-    second = ranked.filter(pl.col("_rank") == 2).select([*_KEY, pl.col("time_ms").alias("t_second"),
-                                                          pl.col("time_rse").alias("rse_second")])
-    paired = best.join(second, on=_KEY, how="left")
-    tied = paired.with_columns(pl.Series("_tie", _near_tie(paired, "t_best", "rse_best", "t_second", "rse_second")))
-    decided = tied.filter(~pl.col("_tie")).group_by("kernel").len()
-    log_ratio = (static["t_static"] / static["t_best"]).log().mean()
+    kernels, time_ms, rse = _runtime_matrix(ok)
+    rows = np.arange(time_ms.shape[0])
+    applicable = ~np.isnan(time_ms)
+    best = oracle_picks(time_ms)
+    wins = np.bincount(best, minlength=len(kernels))
+    order = static_order(time_ms)
+    t_best = time_ms[rows, best]
+    t_static = time_ms[rows, first_applicable(order, applicable)]
+    # Runner-up per problem: the second fastest kernel (none, and so never a near-tie, where only one applies).
+    second = np.argsort(np.where(applicable, time_ms, np.inf), axis=1, kind="stable")[:, min(1, len(kernels) - 1)]
+    has_second = applicable.sum(axis=1) > 1
+    tie = has_second & near_tie(t_best, rse[rows, best], np.where(has_second, time_ms[rows, second], np.inf),
+                                rse[rows, second])
+    decided = np.bincount(best[~tie], minlength=len(kernels))
     out.update(
-        problems_measured=best.height,
-        wins=dict(zip(wins["kernel"].to_list(), wins["len"].to_list())),
-        decided_wins=dict(zip(decided["kernel"].to_list(), decided["len"].to_list())),
-        applies=dict(zip(applies["kernel"].to_list(), applies["len"].to_list())),
-        static_order=order,
-        static_geomean=float(math.exp(log_ratio)),
-        static_sum_ratio=float(static["t_static"].sum() / static["t_best"].sum()),
-        near_ties=int(tied["_tie"].sum()),
-        baseline=_baseline(ok, best),
+        problems_measured=int(time_ms.shape[0]),
+        wins={kernels[j]: int(wins[j]) for j in order if wins[j] > 0},
+        decided_wins={kernels[j]: int(decided[j]) for j in order if decided[j] > 0},
+        applies={kernels[j]: int(applicable[:, j].sum()) for j in order},
+        static_order=[kernels[j] for j in order],
+        static_geomean=float(np.exp(np.mean(np.log(t_static / t_best)))),
+        static_sum_ratio=float(t_static.sum() / t_best.sum()),
+        near_ties=int(tie.sum()),
+        baseline=_baseline(kernels, time_ms, rse, best),
         **_load(ok),
     )
     return out
@@ -98,29 +92,39 @@ def _load(ok: pl.DataFrame) -> dict[str, Any]:
             "load_median": float(known.median()) if known.len() else None}
 
 
-def _near_tie(frame: pl.DataFrame, t_a: str, rse_a: str, t_b: str, rse_b: str) -> np.ndarray:
-    """:func:`kernelbench.timing.near_tie` per row; False where ``t_b`` is missing (no runner-up)."""
-    t_other = frame[t_b].fill_null(np.inf).to_numpy()
-    return near_tie(frame[t_a].to_numpy(), frame[rse_a].fill_null(np.nan).to_numpy(),
-                    t_other, frame[rse_b].fill_null(np.nan).to_numpy())
-
-
-def _baseline(ok: pl.DataFrame, best: pl.DataFrame) -> dict[str, Any] | None:
+def _baseline(kernels: list[str], time_ms: np.ndarray, rse: np.ndarray, best: np.ndarray) -> dict[str, Any] | None:
     """The first kernel of :data:`BASELINE_KERNELS` in the dataset against the oracle, on the problems it ran."""
-    kernel = next((k for k in BASELINE_KERNELS if ok.filter(pl.col("kernel") == k).height), None)
+    kernel = next((k for k in BASELINE_KERNELS if k in kernels and (~np.isnan(time_ms[:, kernels.index(k)])).any()), None)
     if kernel is None:
         return None
-    rows = (ok.filter(pl.col("kernel") == kernel)
-            .select([*_KEY, pl.col("time_ms").alias("t_base"), pl.col("time_rse").alias("rse_base")])
-            .join(best, on=_KEY))
+    column = kernels.index(kernel)
+    ran = np.flatnonzero(~np.isnan(time_ms[:, column]))
+    t_base, t_best = time_ms[ran, column], time_ms[ran, best[ran]]
     return {
         "kernel": kernel,
-        "problems": rows.height,
-        "geomean": float(math.exp((rows["t_base"] / rows["t_best"]).log().mean())),
-        "sum_ratio": float(rows["t_base"].sum() / rows["t_best"].sum()),
+        "problems": int(len(ran)),
+        "geomean": float(np.exp(np.mean(np.log(t_base / t_best)))),
+        "sum_ratio": float(t_base.sum() / t_best.sum()),
         # As good as the best within measurement noise (it is the best, or a near-tie of it).
-        "near_best": int(_near_tie(rows, "t_best", "rse_best", "t_base", "rse_base").sum()),
+        "near_best": int(near_tie(t_best, rse[ran, best[ran]], t_base, rse[ran, column]).sum()),
     }
+
+
+def _runtime_matrix(ok: pl.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``ok`` rows as ``time_ms[problem, kernel]`` and ``time_rse[problem, kernel]`` (NaN = no ok row / not
+    recorded), kernels sorted by name as in ``reformer.data.pivot`` so the static order breaks ties identically;
+    repeats reduce to their median."""
+    kernels = sorted(ok["kernel"].unique().to_list())
+    times = ok.group_by([*_KEY, "kernel"]).agg(pl.col("time_ms").median(), pl.col("time_rse").median())
+    keys = times.select(_KEY).unique().sort(_KEY).with_row_index("_row")
+    columns = pl.DataFrame({"kernel": kernels, "_col": list(range(len(kernels)))})
+    times = times.join(keys, on=_KEY).join(columns, on="kernel")
+    matrix = np.full((keys.height, len(kernels)), np.nan)
+    rse = np.full_like(matrix, np.nan)
+    at = (times["_row"].to_numpy(), times["_col"].to_numpy())
+    matrix[at] = times["time_ms"].to_numpy()
+    rse[at] = times["time_rse"].fill_null(np.nan).to_numpy()
+    return kernels, matrix, rse
 
 
 def _counts(frame: pl.DataFrame, column: str) -> dict[str, int]:

@@ -24,9 +24,10 @@ class CpuTimes:
     own_s: float
 
 
-def _read_proc_stat_busy_s() -> float | None:
+def read_proc_stat_busy_s(path: str | os.PathLike[str] = "/proc/stat") -> float | None:
+    """All CPUs' busy time in seconds from a ``/proc/stat``-format file; None if it is missing or not that format."""
     try:
-        with open("/proc/stat") as fh:
+        with open(path) as fh:
             fields = fh.readline().split()
     except OSError:
         return None
@@ -47,7 +48,7 @@ def _own_cpu_s() -> float:
 class LoadMeter:
     """Takes :class:`CpuTimes` snapshots; the readers are injectable for tests."""
 
-    read_busy_s: Callable[[], float | None] = _read_proc_stat_busy_s
+    read_busy_s: Callable[[], float | None] = read_proc_stat_busy_s
     read_own_s: Callable[[], float] = _own_cpu_s
     clock: Callable[[], float] = time.monotonic
 

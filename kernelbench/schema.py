@@ -35,6 +35,7 @@ from kernelbench.problem import (
     same_output_size,
     valid_output_size,
 )
+from kernelbench.status import Status
 
 SCHEMA_VERSION = 1
 METADATA_PREFIX = "kernelbench."
@@ -74,7 +75,8 @@ POLARS_SCHEMA: dict[str, pl.DataType] = dict(pl.from_arrow(ARROW_SCHEMA.empty_ta
 
 #: Columns that must be present and non-null in every row.
 NON_NULL = ("problem_id", *CATEGORICAL_FIELDS, *INT_FIELDS, *DERIVED_FIELDS, "kernel", "algorithm", "status", "device", "source")
-STATUSES = ("ok", "wrong_result", "error", "timeout", "unavailable")
+#: Values of the ``status`` column: those of :class:`kernelbench.status.Status`, in its order.
+STATUSES = tuple(s.value for s in Status)
 #: Columns added after version 1 was first written, with the value a file without them means.
 #: Adding one keeps files readable both ways round, so it does not bump :data:`SCHEMA_VERSION`.
 COLUMN_DEFAULTS: dict[str, Any] = {PAD_MODE_FIELD: DEFAULT_PAD_MODE}

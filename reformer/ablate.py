@@ -21,15 +21,16 @@ reuses a stale one.  ``run.json`` records every invocation's wall time.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
 import hashlib
+import importlib.metadata
 import json
 import math
 import multiprocessing
 import os
+import platform
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -39,98 +40,15 @@ import numpy as np
 from kernelbench.errors import InputError, RunAborted
 from reformer.config import FitConfig
 from reformer.data import RuntimeMatrix, load_matrix
+from reformer.grid import STUDIES, TOP_KS, Variant, variants
 from reformer.splits import Split, SplitSpec, make_split
 from reformer.store import write_json
+from reformer.threads import torch_threads
 
-STUDIES = ("labels", "candidates", "paths", "blocks", "block-type", "noise", "baselines")
-STUDY_TITLES = {
-    "labels": "Label formulation",
-    "candidates": "Training softmax over the candidates or the measured kernels",
-    "paths": "Γ-block dual path",
-    "blocks": "Number of Γ-blocks",
-    "block-type": "Γ-block vs transformer block (same width and depth)",
-    "noise": "Robustness to training-runtime noise (log-normal σ; test times clean)",
-    "baselines": "Baselines",
-}
-BASELINE_KINDS = ("oracle", "random", "static", "lightgbm", "mlp")
-NOISE_SIGMAS = (0.0, 0.05, 0.2)
-#: The k of the top-k metrics every cell records (both protocols).
-TOP_KS = (2, 3)
-SOFTMAX_TAUS_MS = (0.1, 1.0, 10.0)
+#: Package versions recorded in ``run.json`` (and printed in the report).
+PACKAGES = ("kernelbench-reformer", "torch", "numpy", "numba", "polars", "pyarrow", "lightgbm", "matplotlib")
 CELLS_DIR = "cells"
 RUN_FILE = "run.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class Variant:
-    """One row of a study: ``kind`` is ``"reformer"`` or a baseline; ``changes`` are FitConfig fields."""
-
-    study: str
-    name: str
-    kind: str = "reformer"
-    changes: tuple[tuple[str, Any], ...] = ()
-
-
-def _label_variants(study: str, *, taus: Sequence[float], powers: Sequence[float] = (), suffix: str = "",
-                    extra: dict[str, Any] | None = None) -> list[Variant]:
-    """One-hot, softmax at each τ, ratio labels at each extra power γ and at the default γ."""
-    extra = extra or {}
-    out = [Variant(study, f"onehot{suffix}", changes=(("labels", "onehot"), *extra.items()))]
-    for tau in taus:
-        out.append(Variant(study, f"softmax τ={tau:g} ms{suffix}",
-                           changes=(("labels", "softmax"), ("softmax_tau_ms", tau), *extra.items())))
-    default = FitConfig().ratio_power
-    for power in (p for p in powers if p != default):
-        out.append(Variant(study, f"ratio γ={power:g}{suffix}",
-                           changes=(("labels", "ratio"), ("ratio_power", power), *extra.items())))
-    out.append(Variant(study, f"ratio γ={default:g}{suffix}", changes=(("labels", "ratio"), *extra.items())))
-    return out
-
-
-def variants(study: str) -> tuple[Variant, ...]:
-    """The rows of one study, in table order.
-
-    Raises:
-        InputError: unknown study name.
-    """
-    if study == "labels":
-        # γ = 1 is the paper's ratio-preserving label (q_i / q_j = t_j / t_i), whatever the default γ is.
-        return tuple(_label_variants(study, taus=SOFTMAX_TAUS_MS, powers=(1.0,)))
-    if study == "candidates":
-        return (Variant(study, "context (default)", changes=(("candidates", "context"),)),
-                Variant(study, "measured (the paper's closed training)", changes=(("candidates", "measured"),)))
-    if study == "paths":
-        return (Variant(study, "both", changes=(("paths", "both"),)),
-                Variant(study, "affine only (no nonlinear path)", changes=(("paths", "affine"),)),
-                Variant(study, "nonlinear only (no direct path)", changes=(("paths", "nonlinear"),)))
-    if study == "blocks":
-        return tuple(Variant(study, str(n), changes=(("blocks", n),)) for n in range(1, 6))
-    if study == "block-type":
-        return (Variant(study, "Γ-block", changes=(("block", "gamma"),)),
-                Variant(study, "transformer", changes=(("block", "transformer"),)))
-    if study == "noise":
-        return tuple(v for sigma in NOISE_SIGMAS
-                     for v in _label_variants(study, taus=(1.0,), suffix=f", σ={sigma:g}",
-                                              extra={"train_noise_sigma": sigma}))
-    if study == "baselines":
-        return (*(Variant(study, kind, kind=kind) for kind in BASELINE_KINDS), Variant(study, "reformer (defaults)"))
-    raise InputError(f"unknown study {study!r}; use one of {', '.join(STUDIES)}")
-
-
-def parse_studies(text: str | None) -> tuple[str, ...]:
-    """``"labels,noise"`` -> ``("labels", "noise")`` in :data:`STUDIES` order; ``None``/``all`` -> all.
-
-    Raises:
-        InputError: an unknown study name.
-    """
-    if text is None or text.strip().lower() == "all":
-        return STUDIES
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in STUDIES]
-    if unknown or not names:
-        raise InputError(f"--studies {text!r}: unknown study {', '.join(unknown) or '(none given)'}; "
-                         f"use a comma-separated subset of {', '.join(STUDIES)}")
-    return tuple(s for s in STUDIES if s in names)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -238,6 +156,28 @@ def make_cell(variant: Variant, seed: int, options: AblationOptions) -> Cell:
     return Cell(variant.kind, seed, settings, config)
 
 
+def environment() -> dict[str, Any]:
+    """Hardware and package versions for the report (CPU model from /proc/cpuinfo where it exists)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    except (ValueError, OSError, AttributeError):
+        memory_gb = float("nan")
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory_gb, 1),
+            "versions": versions}
+
+
 # ---------------------------------------------------------------- data
 
 
@@ -291,19 +231,6 @@ def _sample_row(matrix: RuntimeMatrix, rows: np.ndarray) -> dict[str, Any]:
     return row
 
 
-@contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Single-problem latency is measured with one thread whatever the job's thread count (as it is deployed)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _reformer_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[str, Any]:
     from reformer.metrics import latency_us
     from reformer.train import fit
@@ -311,7 +238,7 @@ def _reformer_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[st
     result = fit(matrix, cell.config, split=split, top_ks=TOP_KS)
     selector = result.selector
     sample = _sample_row(matrix, split.test)
-    with _one_torch_thread():
+    with torch_threads(1):  # single-problem latency as deployed: one thread
         latency = latency_us(lambda: selector.select(sample), repeats=100, warmup=10)
     test = matrix.subset(split.test)
     evaluation = result.evaluations["test"]
@@ -372,7 +299,7 @@ def _baseline_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[st
             return selector.scores(side.columns(), mask)
 
         row, mask = _sample_row(matrix, split.test), test.applicable[0]
-        with _one_torch_thread():
+        with torch_threads(1):  # single-problem latency as deployed: one thread
             latency = latency_us(lambda: selector.select_one(row, mask), repeats=100, warmup=10)
         columns, applicable = test.columns(), test.applicable
         extra = {
@@ -550,7 +477,6 @@ def run_ablation(
     """
     from tqdm.auto import tqdm
 
-    from reformer.ablation_report import environment
     from reformer.baselines import lightgbm_missing
 
     started = time.perf_counter()

@@ -7,11 +7,8 @@ cells without training anything.  Plots use matplotlib's Agg backend.
 
 from __future__ import annotations
 
-import dataclasses
-import importlib.metadata
 import math
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,8 @@ import numpy as np
 import polars as pl
 
 from kernelbench.schema import atomic_write_bytes
+from reformer.columns import COLUMNS, Column
+from reformer.grid import NOISE_SIGMAS, STUDY_TITLES
 from reformer.metrics import METRIC_KEYS, OPEN_METRIC_KEYS
 
 RESULTS_FILE = "results.parquet"
@@ -29,40 +28,8 @@ CURVES_PNG = "training_curves.png"
 RESULT_COLUMNS = ("study", "variant", "seed", *METRIC_KEYS, *OPEN_METRIC_KEYS, "top2_oracle_ratio", "top2_sum_ratio",
                   "open_top2_oracle_ratio", "open_top2_sum_ratio", "train_top1", "fit_seconds", "latency_us_p50",
                   "batched_per_s")
-PACKAGES = ("kernelbench-reformer", "torch", "numpy", "numba", "polars", "pyarrow", "lightgbm", "matplotlib")
 
 
-@dataclasses.dataclass(frozen=True)
-class Column:
-    """A report column: result key, header, number format, and whether larger is better."""
-
-    key: str
-    header: str
-    fmt: str
-    higher_is_better: bool
-
-
-COLUMNS = {c.key: c for c in (
-    Column("train_top1", "train top-1", "{:.4f}", True),
-    Column("top1", "top-1", "{:.4f}", True),
-    Column("within5", "within-5 %", "{:.4f}", True),
-    Column("oracle_ratio", "oracle ratio", "{:.4f}", True),
-    Column("sum_ratio", "Σpick/Σbest", "{:.4f}", False),
-    Column("mean_pick_ms", "mean t_pick (ms)", "{:.4f}", False),
-    Column("speedup_static_sum", "speedup vs static (Σ)", "{:.3f}", True),
-    Column("speedup_static_geomean", "speedup vs static (geomean)", "{:.3f}", True),
-    Column("open_hit_rate", "open: hit rate", "{:.4f}", True),
-    Column("open_top1", "open: top-1", "{:.4f}", True),
-    Column("open_within5", "open: within-5 %", "{:.4f}", True),
-    Column("open_oracle_ratio", "open: oracle ratio", "{:.4f}", True),
-    Column("open_sum_ratio", "open: Σpick/Σbest", "{:.4f}", False),
-    Column("top2_oracle_ratio", "top-2 oracle ratio", "{:.4f}", True),
-    Column("open_top2_oracle_ratio", "open: top-2 oracle ratio", "{:.4f}", True),
-    Column("open_top2_sum_ratio", "open: top-2 Σpick/Σbest", "{:.4f}", False),
-    Column("fit_seconds", "fit (s)", "{:.1f}", False),
-    Column("latency_us_p50", "latency p50 (µs, 1 problem, 1 thread)", "{:.0f}", False),
-    Column("batched_per_s", "batched (problems/s)", "{:,.0f}", True),
-)}
 #: The open-protocol columns of the studies that compare selectors' rankings (cells computed before the open
 #: protocol existed show "–" there).
 _OPEN_COLUMNS = ("open_hit_rate", "open_top1", "open_oracle_ratio", "open_sum_ratio", "top2_oracle_ratio",
@@ -96,28 +63,6 @@ CDF_ROWS = (
     ("baselines", "static", "static order"),
     ("baselines", "random", "random applicable"),
 )
-
-
-def environment() -> dict[str, Any]:
-    """Hardware and package versions for the report (CPU model from /proc/cpuinfo where it exists)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    try:
-        memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
-    except (ValueError, OSError, AttributeError):
-        memory_gb = float("nan")
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory_gb, 1),
-            "versions": versions}
 
 
 # ---------------------------------------------------------------- tables
@@ -320,8 +265,6 @@ def plot_curves(path: Path, outcome: Any, seed: int, titles: dict[str, str]) -> 
     """Validation top-1 per epoch of every trained variant, one panel per study; False if nothing was trained."""
     from matplotlib.ticker import MaxNLocator
 
-    from reformer.ablate import NOISE_SIGMAS
-
     plt = _pyplot()
     panels: list[tuple[str, list[tuple[str, list[dict[str, Any]]]]]] = []
     for study in dict.fromkeys(v.study for v in outcome.variants):
@@ -459,8 +402,6 @@ def write_report(report_dir: str | os.PathLike[str], outcome: Any, *, titles: di
     Raises:
         InputError: the directory cannot be written.
     """
-    from reformer.ablate import STUDY_TITLES
-
     titles = titles or STUDY_TITLES
     report_dir = Path(report_dir)
     results = results_frame(outcome)

@@ -36,6 +36,7 @@ from reformer.candidates import split_rule
 from reformer.metrics import argmax_applicable, oracle_picks, ranking_metrics, selection_metrics, static_order
 from reformer.model import soft_cross_entropy
 from reformer.splits import Split
+from reformer.threads import torch_threads
 from reformer.train import EpochRecord, LoopOptions, one_cycle, train_loop
 
 LEARNED_BASELINES = ("lightgbm", "mlp")
@@ -292,9 +293,14 @@ def fit_mlp(matrix: RuntimeMatrix, split: Split, config: MLPConfig | None = None
 
     With ``config.candidates == "context"`` its softmax is normalised over each problem's candidates, as
     Reformer's is (same loss, same candidate rule), and early stopping follows the open protocol.
+    Runs with ``config.threads`` torch threads and restores the caller's count on return.
     """
     config = config if config is not None else MLPConfig()
-    torch.set_num_threads(config.threads)
+    with torch_threads(config.threads):
+        return _fit_mlp(matrix, split, config, derived=derived)
+
+
+def _fit_mlp(matrix: RuntimeMatrix, split: Split, config: MLPConfig, *, derived: Sequence[str]) -> BaselineFit:
     torch.manual_seed(config.seed)
     started = time.perf_counter()
     train, validation = _train_validation(matrix, split)

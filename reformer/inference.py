@@ -56,6 +56,7 @@ from reformer.features import DERIVED_TOKENS, EncodedProblems, derived_values
 from reformer.compiled import GammaWeights, masked_top1
 from reformer.model import GammaBlock
 from reformer.store import TrainedModel
+from reformer.threads import torch_threads
 
 #: Problems per batched forward pass: large enough for efficient matmuls, small enough to stay in cache.
 CHUNK = 64
@@ -423,12 +424,8 @@ class FastReformer:
                 for start in starts:
                     chunk(start)
                 return out
-            torch.set_num_threads(1)
-            try:
-                with ThreadPoolExecutor(min(threads, len(starts))) as pool:
-                    list(pool.map(chunk, starts))
-            finally:
-                torch.set_num_threads(threads)
+            with torch_threads(1), ThreadPoolExecutor(min(threads, len(starts))) as pool:
+                list(pool.map(chunk, starts))
         return out
 
     def _logits_chunk(self, categorical: torch.Tensor, numeric: torch.Tensor, value_rows: torch.Tensor) -> torch.Tensor:

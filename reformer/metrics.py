@@ -11,7 +11,7 @@ the picked kernel's time ``t_pick`` and the static baseline's ``t_static``:
 * ``speedup_static_sum``: ``Σ t_static / Σ t_pick``; ``speedup_static_geomean``: geomean of ``t_static / t_pick``.
 
 The static baseline orders kernels by their number of wins on the training
-split and picks the first applicable one.
+split and picks the first applicable one (:mod:`kernelbench.ranking`, re-exported here).
 
 Two scoring protocols (docs/reformer.md):
 
@@ -39,6 +39,11 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+# The static rule is shared with ``kernelbench info``: defined there once, re-exported here.
+from kernelbench.ranking import first_applicable as first_applicable
+from kernelbench.ranking import oracle_picks as oracle_picks
+from kernelbench.ranking import static_order as static_order
 
 #: Keys of ``reformer evaluate --json`` and of each split in ``metrics.json``, in order.
 METRIC_KEYS = (
@@ -204,29 +209,6 @@ def static_scores(order: np.ndarray, mask: np.ndarray) -> np.ndarray:
     rank = np.full(mask.shape[1], -np.inf)  # columns outside the order (kernels unknown to it) are never ranked
     rank[np.asarray(order)] = -np.arange(len(order), dtype=np.float64)
     return np.where(mask, rank, -np.inf)
-
-
-def oracle_picks(time_ms: np.ndarray) -> np.ndarray:
-    """The fastest applicable kernel per problem (the first column among exact ties)."""
-    return np.argmin(np.where(np.isnan(time_ms), np.inf, time_ms), axis=1)
-
-
-def static_order(time_ms: np.ndarray) -> np.ndarray:
-    """Kernel columns ordered by wins (problems where the kernel is fastest), most first.
-
-    Ties are broken by how many problems the kernel applies to, then by column.
-    """
-    k = time_ms.shape[1]
-    wins = np.bincount(oracle_picks(time_ms), minlength=k)
-    applies = (~np.isnan(time_ms)).sum(axis=0)
-    return np.lexsort((np.arange(k), -applies, -wins))
-
-
-def first_applicable(order: np.ndarray, applicable: np.ndarray) -> np.ndarray:
-    """Per problem, the first kernel of ``order`` that applies.  Rows without one get -1."""
-    ranked = applicable[:, order]
-    first = np.argmax(ranked, axis=1)
-    return np.where(ranked.any(axis=1), np.asarray(order)[first], -1)
 
 
 def random_picks(applicable: np.ndarray, *, seed: int) -> np.ndarray:

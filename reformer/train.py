@@ -37,6 +37,7 @@ from reformer.model import ModelConfig, Reformer, soft_cross_entropy
 from reformer.selector import Selector
 from reformer.splits import Split, make_split
 from reformer.store import TrainedModel
+from reformer.threads import torch_threads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,6 +213,8 @@ def fit(matrix: RuntimeMatrix, config: FitConfig | None = None, *, split: Split 
         top_ks: tuple[int, ...] = ()) -> FitResult:
     """Train on the train split, early-stop on validation, evaluate on all splits.
 
+    Runs with ``config.threads`` torch threads and restores the caller's count on return.
+
     Args:
         matrix: the dataset (see :func:`reformer.data.load_matrix`).
         config: options.
@@ -222,7 +225,11 @@ def fit(matrix: RuntimeMatrix, config: FitConfig | None = None, *, split: Split 
         InputError: invalid options or a split that leaves a side empty.
     """
     config = config if config is not None else FitConfig()
-    torch.set_num_threads(config.threads)
+    with torch_threads(config.threads):
+        return _fit(matrix, config, split=split)
+
+
+def _fit(matrix: RuntimeMatrix, config: FitConfig, *, split: Split | None) -> FitResult:
     torch.manual_seed(config.seed)
     split = split if split is not None else make_split(matrix.problems, config.split)
     if len(split.validation) == 0 or len(split.train) == 0:

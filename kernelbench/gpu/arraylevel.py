@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from kernelbench.gpu.detect import cuda_unavailable
+from kernelbench.gpu.dtypes import numpy_dtype
 from kernelbench.kernels.arraylevel import ALGORITHMS, ArrayAlgorithm
 from kernelbench.kernels.base import Kernel, Prepared, ProblemInputs
 from kernelbench.problem import ConvProblem
@@ -34,7 +36,7 @@ def device_array_module() -> tuple[Any, Callable[[Any], np.ndarray], Callable[[]
 def _prepare(algorithm: ArrayAlgorithm, problem: ConvProblem, inputs: ProblemInputs) -> Prepared:
     """Copy the inputs to the device (untimed) and prepare the algorithm there."""
     xp, to_host, synchronize = device_array_module()
-    dtype = np.float16 if problem.dtype == "fp16" else np.float32
+    dtype = numpy_dtype(problem.dtype)
     x = xp.asarray(inputs.x, dtype=dtype)
     w = xp.asarray(inputs.w, dtype=dtype)
     call = algorithm.prepare(xp, problem, x, w)
@@ -43,8 +45,6 @@ def _prepare(algorithm: ArrayAlgorithm, problem: ConvProblem, inputs: ProblemInp
 
 def array_kernels() -> tuple[Kernel, ...]:
     """One CUDA kernel ``cupy_<name>`` per array-level algorithm."""
-    from kernelbench.gpu.kernels import cuda_unavailable
-
     return tuple(
         Kernel(
             name=PREFIX + algorithm.name,

@@ -23,8 +23,8 @@ import re
 from functools import cache
 from typing import Any
 
-import numpy as np
-
+from kernelbench.gpu.detect import cuda_unavailable
+from kernelbench.gpu.dtypes import GPU_DTYPES, UNSUPPORTED_DTYPE, numpy_dtype
 from kernelbench.kernels.base import Kernel, Prepared, ProblemInputs
 from kernelbench.problem import ConvProblem
 
@@ -53,8 +53,8 @@ def applies(problem: ConvProblem) -> str | None:
     """Problems the frontend graph here describes: 2D forward NCHW, fp32 or fp16."""
     if problem.direction != "fwd" or problem.spatial_dims != 2 or problem.layout != "NCHW":
         return "2D forward NCHW only"
-    if problem.dtype not in ("fp32", "fp16"):
-        return "fp32 and fp16 only"
+    if problem.dtype not in GPU_DTYPES:
+        return UNSUPPORTED_DTYPE
     return None
 
 
@@ -135,7 +135,7 @@ def _prepare(engine: int, problem: ConvProblem, inputs: ProblemInputs) -> Prepar
     graph, (x_t, w_t, y_t), first, _ = _plans(problem)
     index = first[engine]
     graph.build_plan_at_index(index)
-    dtype = np.float16 if problem.dtype == "fp16" else np.float32
+    dtype = numpy_dtype(problem.dtype)
     x = cupy.asarray(inputs.x, dtype=dtype)
     w = cupy.asarray(inputs.w, dtype=dtype)
     y = cupy.empty((problem.batch, problem.out_channels, problem.out_h, problem.out_w), dtype=dtype)
@@ -167,8 +167,6 @@ def _engine_ids() -> range:
 
 def cudnn_kernels() -> tuple[Kernel, ...]:
     """``cudnn:eng<id>`` kernels, or none when nvidia-cudnn-frontend is not installed."""
-    from kernelbench.gpu.kernels import cuda_unavailable
-
     if cudnn_module() is None:
         return ()
     return tuple(

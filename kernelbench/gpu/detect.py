@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Callable
+from functools import cache
 from types import ModuleType
 
 _INSTALL_HINT = "install the extra: pip install -e '.[cuda]' (see docs/gpu.md)"
@@ -83,3 +84,10 @@ def detect_cuda(
         return Detection(False, f"{type(exc).__name__}: {exc}", device_index, name, capability, version)
     return Detection(True, f"{name} (sm_{capability.replace('.', '')}), CuPy {version}", device_index, name,
                      capability, version)
+
+
+@cache
+def cuda_unavailable() -> str | None:
+    """None when a usable CUDA device was detected, else why not (cached for the process)."""
+    found = detect_cuda()
+    return None if found.usable else found.reason

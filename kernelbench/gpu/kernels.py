@@ -10,9 +10,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import numpy as np
-
 from kernelbench.gpu import instances
+from kernelbench.gpu.detect import cuda_unavailable
+from kernelbench.gpu.dtypes import numpy_dtype
 from kernelbench.gpu.instances import DirectConfig, IgemmConfig, Instance, KernelConfig
 from kernelbench.gpu.launch import DeviceLimits, applies_for, launch_for, pack_params
 from kernelbench.kernels.base import Kernel, Prepared, ProblemInputs
@@ -20,15 +20,6 @@ from kernelbench.problem import ConvProblem
 
 #: Hand-written kernels in the backend's ``default`` set.
 _DEFAULT_RAW = {instances.DIRECT_CONFIGS[0].kernel_name, instances.IGEMM_CONFIGS[1].kernel_name}
-
-
-@cache
-def cuda_unavailable() -> str | None:
-    """None when a usable CUDA device was detected, else why not (cached for the process)."""
-    from kernelbench.gpu.detect import detect_cuda
-
-    found = detect_cuda()
-    return None if found.usable else found.reason
 
 
 @cache
@@ -56,15 +47,11 @@ def raw_module(source: str) -> Any:
     )
 
 
-def device_dtype(problem: ConvProblem) -> type[np.floating]:
-    return np.float16 if problem.dtype == "fp16" else np.float32
-
-
 def _prepare_raw(config: KernelConfig, problem: ConvProblem, inputs: ProblemInputs) -> Prepared:
     """Copy inputs to the device, allocate the output, look up the instantiation; ``run`` is one launch."""
     import cupy
 
-    dtype = device_dtype(problem)
+    dtype = numpy_dtype(problem.dtype)
     x = cupy.asarray(inputs.x, dtype=dtype)
     w = cupy.asarray(inputs.w, dtype=dtype)
     y = cupy.empty((problem.batch, problem.out_channels, problem.out_h, problem.out_w), dtype=dtype)

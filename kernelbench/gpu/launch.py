@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from kernelbench.gpu.dtypes import GPU_DTYPES, UNSUPPORTED_DTYPE
 from kernelbench.gpu.instances import DirectConfig, IgemmConfig, KernelConfig
 from kernelbench.problem import ConvProblem
 
@@ -96,8 +97,8 @@ def _common_reason(problem: ConvProblem) -> str | None:
         return "forward only"
     if problem.spatial_dims != 2 or problem.layout != "NCHW":
         return "2D NCHW only"
-    if problem.dtype not in ("fp32", "fp16"):
-        return "fp32 and fp16 only"
+    if problem.dtype not in GPU_DTYPES:
+        return UNSUPPORTED_DTYPE
     elements = {
         "input": problem.batch * problem.in_channels * problem.in_h * problem.in_w,
         "filter": problem.out_channels * problem.in_channels // problem.groups * problem.filter_h * problem.filter_w,

@@ -175,3 +175,30 @@ def test_shard_sets_across_run_directories(tmp_path):
     make_run(tmp_path / "s2", {p[2]: {"a": 1.0}}, shard="2/3")
     merged, meta = merge_runs([tmp_path / "s0", tmp_path / "s1", tmp_path / "s2"])
     assert merged.height == 3 and not meta["partial"] and meta["shard_sets"][0]["finished"] == ["0/3", "1/3", "2/3"]
+
+
+def test_info_static_order_is_reformers_rule_on_ties():
+    """Equal wins are ordered by applicability, not by name; kernels without wins too; exact time ties go to
+    the first kernel by name.  ``kernelbench info`` once broke win ties by name and disagreed with reformer."""
+    import numpy as np
+
+    from reformer.data import pivot
+    from reformer.metrics import static_order
+
+    p = problems(5)
+    times = {
+        p[0]: {"a": 1.0, "b": 2.0},              # a wins
+        p[1]: {"b": 1.0, "d": 3.0},              # b wins
+        p[2]: {"a": 4.0, "b": 3.0, "c": 3.0},    # exact tie b/c: b (first by name) wins
+        p[3]: {"a": 2.0, "c": 1.0, "d": 5.0},    # c wins
+        p[4]: {"d": 2.0, "e": 2.5},              # d wins
+    }
+    data = frame(rows(times))
+    # wins: a 1, b 2, c 1, d 1, e 0; applies: a 3, b 3, c 2, d 3, e 1.
+    expected = ["b", "a", "d", "c", "e"]
+    assert summarize(data)["static_order"] == expected
+    matrix = pivot(data)
+    assert [matrix.kernels[j] for j in static_order(matrix.time_ms)] == expected
+    assert summarize(data)["wins"] == {"b": 2, "a": 1, "d": 1, "c": 1}
+    # static picks b, b, b, a, d: t_static 2, 1, 3, 2, 2 against t_best 1, 1, 3, 1, 2.
+    assert np.isclose(summarize(data)["static_sum_ratio"], 10 / 8)

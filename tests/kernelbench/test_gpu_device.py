@@ -11,7 +11,7 @@ import dataclasses
 
 import pytest
 
-from kernelbench.gpu.kernels import cuda_unavailable
+from kernelbench.gpu.detect import cuda_unavailable
 from kernelbench.problem import problem_2d
 from kernelbench.timing import StoppingRule, measure
 

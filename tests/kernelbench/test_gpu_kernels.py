@@ -80,3 +80,15 @@ def test_array_kernel_wrapper_matches_the_reference(numpy_device, algorithm, dty
         assert max_rel_error(out, reference_output(problem, inputs)) <= tolerance(problem)
         ran += 1
     assert ran >= 1 and len(numpy_device) == ran
+
+
+def test_one_dtype_mapping_for_every_gpu_kernel_family():
+    from kernelbench.gpu import cudnn, dtypes, instances, launch
+
+    assert dtypes.GPU_DTYPES == ("fp32", "fp16") and set(instances.CUDA_TYPES) == set(dtypes.GPU_DTYPES)
+    assert dtypes.numpy_dtype("fp16") is np.float16 and dtypes.numpy_dtype("fp32") is np.float32
+    with pytest.raises(ValueError, match="bf16"):
+        dtypes.numpy_dtype("bf16")  # was silently float32
+    bf16 = problem_2d(batch=1, in_channels=4, out_channels=4, in_h=8, in_w=8, filter_h=3, filter_w=3, dtype="bf16")
+    assert cudnn.applies(bf16) == launch.applies_for(bf16, instances.DIRECT_CONFIGS[0], launch.DeviceLimits()) \
+        == "fp32 and fp16 only"

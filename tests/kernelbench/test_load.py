@@ -1,6 +1,10 @@
+import functools
+import os
+import time
+
 import pytest
 
-from kernelbench.load import LoadMeter
+from kernelbench.load import LoadMeter, read_proc_stat_busy_s
 
 
 class Fake:
@@ -54,13 +58,44 @@ def test_wait_for_quiet_gives_up_after_max_wait():
     assert load == pytest.approx(2.0) and f.wall == pytest.approx(1.0)
 
 
-def test_real_proc_stat_gives_a_nonnegative_load():
+def write_stat(path, user, idle, steal=0):
+    # user nice system idle iowait irq softirq steal guest guest_nice (clock ticks), then a per-CPU line.
+    path.write_text(f"cpu  {user} 5 10 {idle} 7 1 2 {steal} 0 0\ncpu0 {user} 5 10 {idle} 7 1 2 {steal} 0 0\n")
+
+
+def test_proc_stat_busy_time_counts_every_busy_field_and_not_idle_or_iowait(tmp_path):
+    tick = os.sysconf("SC_CLK_TCK")
+    write_stat(tmp_path / "stat", user=300, idle=5000, steal=4)
+    assert read_proc_stat_busy_s(tmp_path / "stat") == pytest.approx((300 + 5 + 10 + 1 + 2 + 4) / tick)
+    (tmp_path / "other").write_text("intr 1 2 3\n")
+    assert read_proc_stat_busy_s(tmp_path / "other") is None
+    assert read_proc_stat_busy_s(tmp_path / "missing") is None
+
+
+def test_load_from_a_controlled_proc_stat(tmp_path):
+    """Two snapshots of a stat file 2 s apart: 3 busy core-seconds, 1 of them ours, so others used 1 core."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stat = tmp_path / "stat"
+    clock, own = [10.0], [4.0]
+    meter = LoadMeter(read_busy_s=functools.partial(read_proc_stat_busy_s, stat), read_own_s=lambda: own[0],
+                      clock=lambda: clock[0])
+    write_stat(stat, user=1000, idle=9000)
+    start = meter.snapshot()
+    write_stat(stat, user=1000 + 3 * tick, idle=9000 + tick)
+    clock[0], own[0] = 12.0, 5.0
+    assert meter.load_since(start) == pytest.approx(1.0)
+    # Our own time above the machine's busy delta (tick rounding) is clamped to an idle machine, not negative.
+    own[0] = 9.0
+    assert meter.load_since(start) == 0.0
+
+
+def test_real_proc_stat_gives_a_load_between_zero_and_the_core_count():
     m = LoadMeter()
     start = m.snapshot()
     if start is None:
         pytest.skip("no /proc/stat on this system")
-    import time
-
-    time.sleep(0.1)
+    assert start.busy_s > 0  # the machine has been up and busy for some ticks
+    time.sleep(0.2)
     load = m.load_since(start)
-    assert load is None or load >= 0
+    # A wrong unit (ticks read as seconds) or a wrong field would land far outside [0, cores].
+    assert isinstance(load, float) and 0.0 <= load <= (os.cpu_count() or 1) + 0.5

@@ -92,3 +92,12 @@ def test_written_files_get_ordinary_permissions(tmp_path, dataset):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_statuses_are_the_status_enum(dataset):
+    from kernelbench.status import Status
+
+    assert schema.STATUSES == tuple(s.value for s in Status)
+    for status in Status:  # every status a sweep can write is accepted
+        timed = dataset.filter(pl.col("time_ms").is_not_null())
+        schema.validate_frame(timed.with_columns(pl.lit(status.value).alias("status")))

@@ -13,19 +13,11 @@ from click.testing import CliRunner
 
 from cli import reformer
 from kernelbench.errors import InputError
-from reformer.ablate import (
-    STUDIES,
-    AblationOptions,
-    QuickSettings,
-    data_identity,
-    parse_studies,
-    plan_cells,
-    run_ablation,
-    variants,
-)
+from reformer.ablate import AblationOptions, QuickSettings, data_identity, plan_cells, run_ablation
 import reformer.ablation_report as ablation_report
 from reformer.ablation_report import RESULT_COLUMNS, STUDY_COLUMNS, study_table, summarize, write_report
 from reformer.config import FitConfig
+from reformer.grid import STUDIES, parse_studies, variants
 
 #: A tiny grid: 300 of the 600 synthetic problems, 2 epochs of a narrow model.
 TINY = QuickSettings(problems=300, epochs=2, min_steps=0, mlp_epochs=2, lightgbm_rounds=5, seed=0)

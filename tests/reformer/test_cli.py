@@ -1,4 +1,5 @@
 import json
+import os
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -171,3 +172,32 @@ def test_a_model_without_a_candidate_rule_says_how_to_refit(fitted, tmp_path):
         result = run(*args)
         assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
         assert "no candidate rule" in result.output and f"-o {old}" in result.output
+
+
+def test_fit_choice_lists_are_fitconfigs():
+    import click
+
+    from reformer import config
+    from reformer.splits import GROUPINGS
+
+    choices = {p.name: tuple(p.type.choices) for p in reformer.commands["fit"].params if isinstance(p.type, click.Choice)}
+    assert choices == {"labels": config.LABELS, "paths": config.PATHS, "block": config.BLOCKS,
+                       "activation": config.ACTIVATIONS, "schedule": config.SCHEDULES, "group_by": GROUPINGS,
+                       "precision": config.PRECISIONS, "candidates": config.CANDIDATES}
+
+
+def test_fit_refuses_an_unwritable_output_before_training(tmp_path):
+    write_synthetic(tmp_path / "d.parquet", 50, seed=3)
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "keep.txt").write_text("x")
+    cases = [(tmp_path / "file" / "model", "is not a directory"), (tmp_path / "data", "non-empty directory without a model")]
+    if not os.access("/sys", os.W_OK) or os.path.ismount("/sys"):
+        cases.append(("/sys/reformer-model", "not writable"))  # sysfs refuses new files, even to root
+    for output, reason in cases:
+        result = run("fit", tmp_path / "d.parquet", "-o", output, "--epochs", 1, "--quiet")
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("Error: -o/--output: ") and reason in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1 and "problems" not in result.output  # nothing ran
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.parquet", "data", "file"]
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["keep.txt"]
