@@ -226,10 +226,10 @@ def fit(matrix: RuntimeMatrix, config: FitConfig | None = None, *, split: Split 
     """
     config = config if config is not None else FitConfig()
     with torch_threads(config.threads):
-        return _fit(matrix, config, split=split)
+        return _fit(matrix, config, split=split, top_ks=top_ks)
 
 
-def _fit(matrix: RuntimeMatrix, config: FitConfig, *, split: Split | None) -> FitResult:
+def _fit(matrix: RuntimeMatrix, config: FitConfig, *, split: Split | None, top_ks: tuple[int, ...]) -> FitResult:
     torch.manual_seed(config.seed)
     split = split if split is not None else make_split(matrix.problems, config.split)
     if len(split.validation) == 0 or len(split.train) == 0:
