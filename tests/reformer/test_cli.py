@@ -160,6 +160,7 @@ def test_bad_top_k_exits_2_with_one_line(fitted, value):
 
 
 def test_a_model_without_a_candidate_rule_says_how_to_refit(fitted, tmp_path):
+    import hashlib
     import shutil
 
     root, _ = fitted
@@ -168,6 +169,10 @@ def test_a_model_without_a_candidate_rule_says_how_to_refit(fitted, tmp_path):
     config = json.loads((old / "config.json").read_text())
     del config["candidates"]
     (old / "config.json").write_text(json.dumps(config))
+    # A whole directory as an older reformer would have saved it: the manifest names the config it holds.
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["files"]["config.json"] = hashlib.sha256((old / "config.json").read_bytes()).hexdigest()
+    (old / "manifest.json").write_text(json.dumps(manifest))
     for args in (("select", old, "--problem", PROBLEM), ("evaluate", old, root / "d.parquet")):
         result = run(*args)
         assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
