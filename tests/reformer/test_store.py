@@ -57,10 +57,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def renamed(trained):
     """The same network with other kernel names: what a model trained on other data looks like on disk."""
-    seen = {key: [k.upper() for k in names] for key, names in trained.info.get("applicable_seen", {}).items()}
+    rule = trained.info["candidates"]
+    levels = [{key: [k.upper() for k in names] for key, names in level.items()} for level in rule["kernels_by_level"]]
     return dataclasses.replace(trained, kernels=tuple(k.upper() for k in trained.kernels),
                                static_order=tuple(k.upper() for k in trained.static_order),
-                               info={**trained.info, "applicable_seen": seen})
+                               info={**trained.info, "candidates": {**rule, "kernels_by_level": levels}})
 
 
 def leftovers(directory):
@@ -109,10 +110,11 @@ KILL_SCRIPT = textwrap.dedent("""
     import reformer.store as store
     source, target, point = sys.argv[1:4]
     old = store.load_model(source)
-    seen = {key: [k.upper() for k in names] for key, names in old.info.get("applicable_seen", {}).items()}
+    rule = old.info["candidates"]
+    levels = [{key: [k.upper() for k in names] for key, names in level.items()} for level in rule["kernels_by_level"]]
     new = dataclasses.replace(old, kernels=tuple(k.upper() for k in old.kernels),
                               static_order=tuple(k.upper() for k in old.static_order),
-                              info={**old.info, "applicable_seen": seen})
+                              info={**old.info, "candidates": {**rule, "kernels_by_level": levels}})
 
     def die():
         os.kill(os.getpid(), signal.SIGKILL)
