@@ -43,8 +43,9 @@ from kernelbench.importers.miopen_fdb import (
 from kernelbench.importers.miopen_key import parse_keys
 from kernelbench.importers.report import ImportReport, raise_first, skip_frame, summarize_skips
 from kernelbench.importers.textfile import iter_lines
-from kernelbench.problem import FIELDS, problem_id_of
-from kernelbench.schema import POLARS_SCHEMA, conform, output_size_columns
+from kernelbench.problem import FIELDS
+from kernelbench.schema import POLARS_SCHEMA, conform
+from kernelbench.validate import output_size_columns, problem_ids
 
 SOURCE = "miopen-fdb"
 COVERAGE = "top-k recorded"
@@ -210,25 +211,6 @@ class _Reader:
         self._flush()
         return (pl.concat(self._keys), pl.concat(self._kept), pl.concat(self._skipped_lines),
                 pl.concat(self._skipped_entries))
-
-
-def problem_ids(frame: pl.DataFrame) -> pl.Series:
-    """:func:`~kernelbench.problem.problem_id_of` for every row of a frame with the :data:`FIELDS` columns.
-
-    Builds the canonical text with polars and hashes it; checked against
-    ``problem_id_of`` on the first row so the two cannot drift apart unnoticed.
-
-    Raises:
-        RuntimeError: the canonical form of ``problem_id_of`` changed (a bug here).
-    """
-    canonical = frame.select(
-        pl.concat_str([pl.format(f"{f}={{}}", pl.col(f)) for f in FIELDS], separator="|")
-    ).to_series()
-    ids = pl.Series("problem_id", [hashlib.sha1(text.encode()).hexdigest()[:16] for text in canonical],
-                    dtype=pl.String)
-    if frame.height and ids[0] != problem_id_of(frame.row(0, named=True)):
-        raise RuntimeError("problem_ids() no longer matches kernelbench.problem.problem_id_of")
-    return ids
 
 
 def _import_id(path: Path) -> str:

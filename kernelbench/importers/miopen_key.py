@@ -37,7 +37,7 @@ import polars as pl
 
 from kernelbench.errors import InputError
 from kernelbench.problem import FIELDS, ConvProblem
-from kernelbench.schema import output_size_columns
+from kernelbench.validate import output_size_columns
 
 #: Rejection reasons.
 MALFORMED_KEY = "malformed_key"

@@ -24,7 +24,8 @@ from cli import kernelbench as kernelbench_cli
 from kernelbench.errors import InputError
 from kernelbench.importers import miopen as importer
 from kernelbench.importers import textfile
-from kernelbench.importers.miopen import COVERAGE, SOURCE, import_miopen_fdb, problem_ids
+from kernelbench.importers.miopen import COVERAGE, SOURCE, import_miopen_fdb
+from kernelbench.validate import problem_ids
 from kernelbench.importers.miopen_device import MiopenDevice, device_from_file_name, resolve_device
 from kernelbench.importers.miopen_fdb import FdbFormat, describe_unrecognised, detect_format, parse_entries
 from kernelbench.importers.miopen_key import MiopenKeyError, format_key, parse_key, parse_keys
