@@ -84,7 +84,8 @@ def import_miopen_fdb(
     """
     path = Path(path)
     device = resolve_device(path, arch=arch, num_cu=num_cu)
-    with contextlib.closing(iter_lines(path)) as raw:  # closing stops the reader thread on an error
+    warnings: list[str] = []  # appended to by the reader thread
+    with contextlib.closing(iter_lines(path, warn=warnings.append)) as raw:  # closing stops the reader thread
         lines = _text_lines(raw)
         head = list(itertools.islice(lines, PEEK_LINES))
         fmt = _detect(head, source=path.name)
@@ -92,6 +93,8 @@ def import_miopen_fdb(
         for line_no, text in itertools.chain(head, lines):
             reader.add(line_no, text)
     keys, kept, skipped_lines, skipped_entries = reader.finish()
+    if strict and warnings:
+        raise InputError(f"{warnings[0]} (--strict stops at anything it would ignore)")
     run_id = _import_id(path)
     frame = _rows(keys, kept, device_label=device.label, run_id=run_id)
     report = ImportReport(
@@ -102,6 +105,7 @@ def import_miopen_fdb(
         skipped_lines=summarize_skips(skipped_lines),
         skipped_entries=summarize_skips(skipped_entries),
         keys_without_entries=keys.height - frame["problem_id"].n_unique(),
+        warnings=tuple(warnings),
     )
     if frame.is_empty():
         why = ", ".join(f"{c.reason} x{c.count}" for c in (*report.skipped_lines, *report.skipped_entries))

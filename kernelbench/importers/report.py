@@ -45,7 +45,9 @@ class ImportReport:
     ``lines`` counts non-empty lines; ``keys`` the lines whose problem was
     imported (at least one entry kept); ``rows`` the entries kept.
     ``keys_without_entries`` counts lines with a valid key all of whose entries
-    were skipped (those entries are in ``skipped_entries``).
+    were skipped (those entries are in ``skipped_entries``).  ``warnings`` are
+    one-line notes on data ignored outside any line (bytes after the end of a
+    bzip2 file's data).
     """
 
     source: str
@@ -55,6 +57,7 @@ class ImportReport:
     skipped_lines: tuple[SkipCount, ...]
     skipped_entries: tuple[SkipCount, ...]
     keys_without_entries: int
+    warnings: tuple[str, ...] = ()
 
     @property
     def skipped_line_count(self) -> int:
@@ -74,6 +77,7 @@ class ImportReport:
             "keys_without_entries": self.keys_without_entries,
             "skipped_lines": {s.reason: s.as_dict() for s in self.skipped_lines},
             "skipped_entries": {s.reason: s.as_dict() for s in self.skipped_entries},
+            "warnings": list(self.warnings),
         }
 
     def format(self) -> str:
@@ -88,6 +92,7 @@ class ImportReport:
                 out.append(f"  skipped {kind}: {s.reason} x{s.count:,} (line {where}), e.g. {s.example}")
         if self.keys_without_entries:
             out.append(f"  {self.keys_without_entries:,} valid keys had no usable entry and were left out")
+        out += [f"  warning: {text}" for text in self.warnings]
         return "\n".join(out)
 
 
