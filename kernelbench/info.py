@@ -6,7 +6,11 @@ rule ``reformer`` uses, there on the training split).  Ratios compare its time
 with the fastest measured kernel ("oracle"): ``static_geomean`` is the geometric
 mean of ``t_static / t_best`` over problems, ``static_sum_ratio`` is
 ``sum(t_static) / sum(t_best)``; both are >= 1 and 1 means static is perfect.
-A problem is a (problem_id, device) pair.
+A problem is a (problem_id, device) pair.  A kernel measured more than once on a
+problem (in several runs) counts once, at its median time, as in ``reformer``.
+A problem with a single measured kernel offers no choice: the summary counts
+them (``single_kernel_problems``), since a selector can neither learn from nor
+be scored on them.
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ NEAR_TIE_FACTOR = 1.05
 
 def summarize(frame: pl.DataFrame) -> dict[str, Any]:
     """Summary statistics of a long-format dataset (see the module docstring)."""
-    ok = frame.filter(pl.col("status") == "ok")
+    ok_rows = frame.filter(pl.col("status") == "ok")
+    # Repeated measurements of a pair (several runs) count once, at their median time.
+    ok = ok_rows.group_by([*_KEY, "kernel"], maintain_order=True).agg(pl.col("time_ms").median())
     problems = frame.select(_KEY).unique()
     out: dict[str, Any] = {
         "rows": frame.height,
-        "ok_rows": ok.height,
+        "ok_rows": ok_rows.height,
         "problems": problems.height,
         "kernels": frame["kernel"].n_unique(),
         "devices": sorted(frame["device"].unique().to_list()),
@@ -37,7 +43,7 @@ def summarize(frame: pl.DataFrame) -> dict[str, Any]:
     }
     if ok.is_empty():
         out.update(wins={}, applies={}, static_order=[], static_geomean=None, static_sum_ratio=None,
-                   near_ties=0, problems_measured=0)
+                   near_ties=0, problems_measured=0, single_kernel_problems=0)
         return out
     ranked = ok.with_columns(pl.col("time_ms").rank("ordinal").over(_KEY).alias("_rank"))
     best = ranked.filter(pl.col("_rank") == 1).select([*_KEY, "kernel", pl.col("time_ms").alias("t_best")])
@@ -64,6 +70,7 @@ def summarize(frame: pl.DataFrame) -> dict[str, Any]:
         static_geomean=float(math.exp(log_ratio)),
         static_sum_ratio=float(static["t_static"].sum() / static["t_best"].sum()),
         near_ties=ties,
+        single_kernel_problems=ok.group_by(_KEY).len().filter(pl.col("len") == 1).height,
     )
     return out
 
@@ -106,4 +113,11 @@ def format_summary(summary: dict[str, Any], metadata: dict[str, Any]) -> str:
             f"near-ties: {summary['near_ties']:,} of {measured:,} problems have a runner-up within "
             f"{100 * (NEAR_TIE_FACTOR - 1):.0f}% of the best"
         )
+        single = summary["single_kernel_problems"]
+        if single == summary["problems_measured"]:
+            lines.append(f"single measured kernel: every one of the {measured:,} problems, so nothing can be learned "
+                         "or scored (reformer fit, evaluate and ablate refuse this dataset)")
+        elif single:
+            lines.append(f"single measured kernel: {single:,} of {measured:,} problems ({100 * single / measured:.1f}%) "
+                         "offer no choice (nothing to learn from or score on them)")
     return "\n".join(lines)

@@ -89,7 +89,7 @@ def check_integral(frame: pl.DataFrame, columns: dict[str, pl.DataType], *, wher
         if name in frame.columns and dtype.is_integer() and frame.schema[name].is_float():
             value = pl.col(name)
             _refuse(frame, (~value.is_finite() | (value != value.floor())).fill_null(False), where=where,
-                    what=f"have a {name} that is not a whole number", detail=lambda row, name=name: f"{name}={row[name]!r}",
+                    what=f"have a value of {name} that is not a whole number", detail=lambda row, name=name: f"{name}={row[name]!r}",
                     todo="integer columns hold whole numbers; fix or drop these rows")
 
 
