@@ -118,6 +118,7 @@ def format_summary(summary: dict[str, Any], metadata: dict[str, Any]) -> str:
             lines.append(f"single measured kernel: every one of the {measured:,} problems, so nothing can be learned "
                          "or scored (reformer fit, evaluate and ablate refuse this dataset)")
         elif single:
-            lines.append(f"single measured kernel: {single:,} of {measured:,} problems ({100 * single / measured:.1f}%) "
+            share = 100 * single / measured
+            lines.append(f"single measured kernel: {single:,} of {measured:,} problems ({share:.1f}%) "
                          "offer no choice (nothing to learn from or score on them)")
     return "\n".join(lines)

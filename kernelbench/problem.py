@@ -138,7 +138,8 @@ def range_message(name: str, value: Any) -> str:
 
 def _rules() -> tuple[FieldRule, ...]:
     rules = [
-        FieldRule("direction", f"is not one of {', '.join(DIRECTIONS)}", lambda get: _one_of(get("direction"), DIRECTIONS)),
+        FieldRule("direction", f"is not one of {', '.join(DIRECTIONS)}",
+                  lambda get: _one_of(get("direction"), DIRECTIONS)),
         FieldRule("dtype", f"is not one of {', '.join(DTYPES)}", lambda get: _one_of(get("dtype"), DTYPES)),
         FieldRule("spatial_dims", "must be 2 or 3", lambda get: _one_of(get("spatial_dims"), (2, 3))),
         FieldRule(
@@ -150,7 +151,8 @@ def _rules() -> tuple[FieldRule, ...]:
     rules += [FieldRule(name, f"must be {neutral} for a 2D problem",
                         lambda get, name=name, neutral=neutral: (get("spatial_dims") != 2) | (get(name) == neutral))
               for name, neutral in (("in_d", 1), ("filter_d", 1), ("pad_d", 0), ("stride_d", 1), ("dilation_d", 1))]
-    rules += [FieldRule(name, "is not divisible by groups={groups}", lambda get, name=name: get(name) % get("groups") == 0)
+    rules += [FieldRule(name, "is not divisible by groups={groups}",
+                        lambda get, name=name: get(name) % get("groups") == 0)
               for name in ("in_channels", "out_channels")]
     return tuple(rules)
 

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from kernelbench.errors import InputError
 from kernelbench.problem import CATEGORICAL_FIELDS, DERIVED_FIELDS, INT_FIELDS
-from kernelbench.validate import check_integral, check_values
+from kernelbench.validate import check_integral, check_values, output_size_columns  # noqa: F401 (re-exported)
 
 SCHEMA_VERSION = 1
 METADATA_PREFIX = "kernelbench."

@@ -14,6 +14,8 @@ the MIOpen importer shares.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import Any
 
 import polars as pl
 
@@ -89,7 +91,8 @@ def check_integral(frame: pl.DataFrame, columns: dict[str, pl.DataType], *, wher
         if name in frame.columns and dtype.is_integer() and frame.schema[name].is_float():
             value = pl.col(name)
             _refuse(frame, (~value.is_finite() | (value != value.floor())).fill_null(False), where=where,
-                    what=f"have a value of {name} that is not a whole number", detail=lambda row, name=name: f"{name}={row[name]!r}",
+                    what=f"have a value of {name} that is not a whole number",
+                    detail=lambda row, name=name: f"{name}={row[name]!r}",
                     todo="integer columns hold whole numbers; fix or drop these rows")
 
 
@@ -156,7 +159,7 @@ def _repeated_in_a_run(frame: pl.DataFrame) -> pl.Expr:
     return pl.int_range(pl.len(), dtype=repeated.dtype).is_in(repeated.implode())
 
 
-def _problem_error(row: dict) -> str:
+def _problem_error(row: dict[str, Any]) -> str:
     try:
         ConvProblem(**{f: row[f] for f in FIELDS})
     except InputError as exc:
@@ -164,7 +167,8 @@ def _problem_error(row: dict) -> str:
     raise RuntimeError("kernelbench.validate's column rules and ConvProblem disagree on a row")  # a bug here
 
 
-def _refuse(frame: pl.DataFrame, bad: pl.Expr, *, where: str, what: str, detail, todo: str) -> None:
+def _refuse(frame: pl.DataFrame, bad: pl.Expr, *, where: str, what: str, detail: Callable[[dict[str, Any]], str],
+            todo: str) -> None:
     """Raise the one-line error of a check if any row is ``bad``."""
     mask = frame.select(bad.fill_null(False).alias("bad")).to_series()
     count = mask.sum()

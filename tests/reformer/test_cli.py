@@ -138,9 +138,10 @@ def test_bad_values_and_no_choice_exit_2_with_one_line_in_every_command(fitted, 
     datasets = {
         "nothing can be learned or scored": schema.write_dataset(single, tmp_path / "single.parquet", {})
         or tmp_path / "single.parquet",
-        "no plausible time_ms": _raw(good.with_columns(pl.lit(float("nan")).alias("time_ms")), tmp_path / "nan.parquet"),
-        "invalid problem: batch=-": _raw(good.with_columns((-pl.col("batch")).alias("batch")), tmp_path / "neg.parquet"),
-        "a value of in_channels that is not a whole number": _raw(good.with_columns(pl.col("in_channels") + 0.5), tmp_path / "frac.parquet"),
+        "no plausible time_ms": _raw(good.with_columns(time_ms=float("nan")), tmp_path / "nan.parquet"),
+        "invalid problem: batch=-": _raw(good.with_columns(-pl.col("batch")), tmp_path / "neg.parquet"),
+        "a value of in_channels that is not a whole number": _raw(good.with_columns(pl.col("in_channels") + 0.5),
+                                                                  tmp_path / "frac.parquet"),
         "repeat a (problem, kernel) pair": _raw(pl.concat([good, good]), tmp_path / "twice.parquet"),
     }
     for message, path in datasets.items():
