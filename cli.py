@@ -423,7 +423,11 @@ _FIT = FitConfig()
 
 
 def _parse_problem(text: str) -> dict[str, str]:
-    """``"batch=32,in_channels=64,..."`` -> mapping (values stay text; ConvProblem parses them)."""
+    """``"batch=32,in_channels=64,..."`` -> mapping (values stay text; ConvProblem parses and bounds them).
+
+    Raises:
+        InputError: an item is not FIELD=VALUE, or a field is given twice (which value was meant?).
+    """
     values: dict[str, str] = {}
     for item in (part.strip() for part in text.split(",")):
         if not item:
@@ -431,6 +435,9 @@ def _parse_problem(text: str) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
             raise InputError(f"--problem item {item!r} is not FIELD=VALUE (e.g. batch=32)")
+        if key.strip() in values:
+            raise InputError(f"--problem gives {key.strip()} twice ({key.strip()}={values[key.strip()]} and "
+                             f"{item}); give each field once")
         values[key.strip()] = value.strip()
     return values
 

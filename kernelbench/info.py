@@ -16,7 +16,11 @@ A problem's best kernel and its runner-up are a *near-tie* when
 (within 5 %, or more for rows whose ``time_rse`` is large).  ``decided_wins``
 counts only the wins that are not near-ties: a kernel that wins many problems
 by a coin flip has many wins and few decided wins.
-A problem is a (problem_id, device) pair.
+A problem is a (problem_id, device) pair.  A kernel measured more than once on a
+problem (in several runs) counts once, at its median time, as in ``reformer``.
+A problem with a single measured kernel offers no choice: the summary counts
+them (``single_kernel_problems``), since a selector can neither learn from nor
+be scored on them.
 """
 
 from __future__ import annotations
@@ -36,11 +40,13 @@ BASELINE_KERNELS = ("torch_default",)
 
 def summarize(frame: pl.DataFrame) -> dict[str, Any]:
     """Summary statistics of a long-format dataset (see the module docstring)."""
-    ok = frame.filter(pl.col("status") == "ok")
+    ok_rows = frame.filter(pl.col("status") == "ok")
+    # Repeated measurements of a pair (several runs) count once, at their median time.
+    ok = ok_rows.group_by([*_KEY, "kernel"], maintain_order=True).agg(pl.col("time_ms").median())
     problems = frame.select(_KEY).unique()
     out: dict[str, Any] = {
         "rows": frame.height,
-        "ok_rows": ok.height,
+        "ok_rows": ok_rows.height,
         "problems": problems.height,
         "kernels": frame["kernel"].n_unique(),
         "devices": sorted(frame["device"].unique().to_list()),
@@ -50,7 +56,7 @@ def summarize(frame: pl.DataFrame) -> dict[str, Any]:
     }
     if ok.is_empty():
         out.update(wins={}, decided_wins={}, applies={}, static_order=[], static_geomean=None,
-                   static_sum_ratio=None, near_ties=0, problems_measured=0, baseline=None)
+                   static_sum_ratio=None, near_ties=0, problems_measured=0, baseline=None, single_kernel_problems=0)
         return out
     kernels, time_ms, rse = _runtime_matrix(ok)
     rows = np.arange(time_ms.shape[0])
@@ -76,6 +82,7 @@ def summarize(frame: pl.DataFrame) -> dict[str, Any]:
         static_sum_ratio=float(t_static.sum() / t_best.sum()),
         near_ties=int(tie.sum()),
         baseline=_baseline(kernels, time_ms, rse, best),
+        single_kernel_problems=int((applicable.sum(axis=1) == 1).sum()),
         **_load(ok),
     )
     return out
@@ -177,4 +184,12 @@ def format_summary(summary: dict[str, Any], metadata: dict[str, Any]) -> str:
                 f"load were timed while other processes used >= {summary['load_threshold_cores']:g} cores (median "
                 f"{summary['load_median']:.2f}); such times need not reproduce (docs/cpu-timing.md)"
             )
+        single = summary["single_kernel_problems"]
+        if single == summary["problems_measured"]:
+            lines.append(f"single measured kernel: every one of the {measured:,} problems, so nothing can be learned "
+                         "or scored (reformer fit, evaluate and ablate refuse this dataset)")
+        elif single:
+            share = 100 * single / measured
+            lines.append(f"single measured kernel: {single:,} of {measured:,} problems ({share:.1f}%) "
+                         "offer no choice (nothing to learn from or score on them)")
     return "\n".join(lines)

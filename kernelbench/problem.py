@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kernelbench.errors import InputError
@@ -97,6 +97,95 @@ DEFAULTS: dict[str, Any] = {
     "dilation_w": 1,
 }
 REQUIRED_FIELDS = tuple(f for f in FIELDS if f not in DEFAULTS)
+
+
+#: Largest value of an integer field: the dataset stores them as int32.
+INT32_MAX = 2**31 - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldRule:
+    """One validity rule of a problem's fields, written once for a single problem and for a whole dataset.
+
+    ``holds(get)`` takes a getter of field values and returns whether the rule holds.
+    With ``get = problem.__dict__.__getitem__`` it gives a bool (:class:`ConvProblem`
+    checks itself); with ``get = polars.col`` a boolean column expression
+    (:mod:`kernelbench.validate` checks every row of a dataset at once), so the
+    checks use only ``== != >= <= % & |`` and :func:`_one_of`.  ``why`` completes
+    the message ``invalid problem: FIELD=VALUE WHY``; it may name other fields
+    as ``{field}``.
+    """
+
+    field: str
+    why: str
+    holds: Callable[[Callable[[str], Any]], Any]
+
+    def message(self, values: Mapping[str, Any]) -> str:
+        """The error message for a problem whose field values are ``values`` (the rule does not hold)."""
+        return f"invalid problem: {self.field}={values[self.field]!r} {self.why.format(**values)}"
+
+
+def _one_of(value: Any, options: tuple[Any, ...]) -> Any:
+    """``value in options`` for a plain value, ``value.is_in(options)`` for a polars expression."""
+    return value.is_in(options) if hasattr(value, "is_in") else value in options
+
+
+def _int_ranges() -> dict[str, tuple[int, int]]:
+    ranges = {name: (1, INT32_MAX) for name in ("batch", "in_channels", "out_channels", "groups")}
+    for axis in "dhw":  # depth first, the order a reader checks an axis in
+        ranges.update({f"{kind}_{axis}": (1, INT32_MAX) for kind in ("in", "filter", "stride", "dilation")})
+        ranges[f"pad_{axis}"] = (0, INT32_MAX)
+    return ranges
+
+
+#: Inclusive ``(low, high)`` bounds of the integer fields (``spatial_dims`` is a rule of its own), checked in this
+#: order before :data:`PROBLEM_RULES`.  Plain data so that a single problem is checked quickly (an import builds
+#: hundreds of thousands) and a dataset with ``is_between``; the message is :func:`range_message`.
+INT_RANGES = _int_ranges()
+
+
+def range_message(name: str, value: Any) -> str:
+    """The error message for an integer field outside :data:`INT_RANGES`."""
+    low, high = INT_RANGES[name]
+    why = f"must be >= {low}" if value < low else f"must be <= {high} (datasets store int32)"
+    return f"invalid problem: {name}={value!r} {why}"
+
+
+def _rules() -> tuple[FieldRule, ...]:
+    rules = [
+        FieldRule("direction", f"is not one of {', '.join(DIRECTIONS)}",
+                  lambda get: _one_of(get("direction"), DIRECTIONS)),
+        FieldRule("dtype", f"is not one of {', '.join(DTYPES)}", lambda get: _one_of(get("dtype"), DTYPES)),
+        FieldRule("spatial_dims", "must be 2 or 3", lambda get: _one_of(get("spatial_dims"), (2, 3))),
+        FieldRule(
+            "layout", f"must be one of {', '.join(LAYOUTS_2D)} for 2D, {', '.join(LAYOUTS_3D)} for 3D",
+            lambda get: ((get("spatial_dims") == 2) & _one_of(get("layout"), LAYOUTS_2D))
+            | ((get("spatial_dims") == 3) & _one_of(get("layout"), LAYOUTS_3D)),
+        ),
+    ]
+    rules += [FieldRule(name, f"must be {neutral} for a 2D problem",
+                        lambda get, name=name, neutral=neutral: (get("spatial_dims") != 2) | (get(name) == neutral))
+              for name, neutral in (("in_d", 1), ("filter_d", 1), ("pad_d", 0), ("stride_d", 1), ("dilation_d", 1))]
+    rules += [FieldRule(name, "is not divisible by groups={groups}",
+                        lambda get, name=name: get(name) % get("groups") == 0)
+              for name in ("in_channels", "out_channels")]
+    rules.append(FieldRule(PAD_MODE_FIELD, f"is not one of {', '.join(PAD_MODES)}",
+                           lambda get: _one_of(get(PAD_MODE_FIELD), PAD_MODES)))
+    # MIOpen applies same/valid only when every dilation is 1; otherwise it computes the default mode.
+    rules += [FieldRule(PAD_MODE_FIELD, f"needs dilation 1 on every axis (MIOpen ignores the mode otherwise), "
+                                        f"dilation_{axis}={{dilation_{axis}}}",
+                        lambda get, axis=axis: (get(PAD_MODE_FIELD) == DEFAULT_PAD_MODE) | (get(f"dilation_{axis}") == 1))
+              for axis in "dhw"]
+    rules += [FieldRule(PAD_MODE_FIELD, f"'valid' needs filter_{axis} <= in_{axis}",
+                        lambda get, axis=axis: (get(PAD_MODE_FIELD) != "valid") | (get(f"filter_{axis}") <= get(f"in_{axis}")))
+              for axis in "dhw"]
+    return tuple(rules)
+
+
+#: The rules a problem's fields obey besides their types and :data:`INT_RANGES`, in the order they are
+#: checked (the first that fails names the field).  A rule may assume the ranges and the rules before it
+#: hold (``groups >= 1`` before divisibility by ``groups``).
+PROBLEM_RULES = _rules()
 
 
 #: Per axis, the field kinds ``output_size`` takes, in its argument order (``in_h``, ``filter_h``, ...).
@@ -167,49 +256,17 @@ class ConvProblem:
     pad_mode: str = DEFAULT_PAD_MODE
 
     def __post_init__(self) -> None:
-        def bad(field: str, why: str) -> InputError:
-            return InputError(f"invalid problem: {field}={getattr(self, field)!r} {why}")
-
-        if self.direction not in DIRECTIONS:
-            raise bad("direction", f"is not one of {', '.join(DIRECTIONS)}")
-        if self.dtype not in DTYPES:
-            raise bad("dtype", f"is not one of {', '.join(DTYPES)}")
         for name in INT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise bad(name, "is not an integer")
-        if self.spatial_dims not in (2, 3):
-            raise bad("spatial_dims", "must be 2 or 3")
-        allowed = LAYOUTS_2D if self.spatial_dims == 2 else LAYOUTS_3D
-        if self.layout not in allowed:
-            raise bad("layout", f"must be one of {', '.join(allowed)} for {self.spatial_dims}D")
-        for name in ("batch", "in_channels", "out_channels", "groups"):
-            if getattr(self, name) < 1:
-                raise bad(name, "must be >= 1")
-        for axis in "dhw":
-            for kind in ("in", "filter", "stride", "dilation"):
-                if getattr(self, f"{kind}_{axis}") < 1:
-                    raise bad(f"{kind}_{axis}", "must be >= 1")
-            if getattr(self, f"pad_{axis}") < 0:
-                raise bad(f"pad_{axis}", "must be >= 0")
-        if self.spatial_dims == 2:
-            for name, neutral in (("in_d", 1), ("filter_d", 1), ("pad_d", 0), ("stride_d", 1), ("dilation_d", 1)):
-                if getattr(self, name) != neutral:
-                    raise bad(name, f"must be {neutral} for a 2D problem")
-        if self.in_channels % self.groups:
-            raise bad("in_channels", f"is not divisible by groups={self.groups}")
-        if self.out_channels % self.groups:
-            raise bad("out_channels", f"is not divisible by groups={self.groups}")
-        if self.pad_mode not in PAD_MODES:
-            raise bad("pad_mode", f"is not one of {', '.join(PAD_MODES)}")
-        if self.pad_mode != DEFAULT_PAD_MODE:
-            # MIOpen applies same/valid only when every dilation is 1; otherwise it computes the default mode.
-            for axis in self._axes():
-                if getattr(self, f"dilation_{axis}") != 1:
-                    raise bad("pad_mode", f"needs dilation 1 on every axis (MIOpen ignores the mode otherwise), "
-                                          f"dilation_{axis}={getattr(self, f'dilation_{axis}')}")
-                if self.pad_mode == "valid" and getattr(self, f"filter_{axis}") > getattr(self, f"in_{axis}"):
-                    raise bad("pad_mode", f"'valid' needs filter_{axis} <= in_{axis}")
+                raise InputError(f"invalid problem: {name}={value!r} is not an integer")
+        values = self.__dict__  # the fields, without copying (frozen dataclass: set once by __init__)
+        for name, (low, high) in INT_RANGES.items():
+            if not low <= values[name] <= high:
+                raise InputError(range_message(name, values[name]))
+        for rule in PROBLEM_RULES:
+            if not rule.holds(values.__getitem__):
+                raise InputError(rule.message(values))
 
     # -- derived sizes -------------------------------------------------
     def _axis_sizes(self, axis: str) -> tuple[int, int, int, int, int]:

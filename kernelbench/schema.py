@@ -24,18 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kernelbench.errors import InputError
-from kernelbench.problem import (
-    CATEGORICAL_FIELDS,
-    DEFAULT_PAD_MODE,
-    DERIVED_FIELDS,
-    INT_FIELDS,
-    OUTPUT_SIZE_INPUTS,
-    PAD_MODE_FIELD,
-    clamped_output_size,
-    same_output_size,
-    valid_output_size,
-)
+from kernelbench.problem import CATEGORICAL_FIELDS, DEFAULT_PAD_MODE, DERIVED_FIELDS, INT_FIELDS, PAD_MODE_FIELD
 from kernelbench.status import Status
+from kernelbench.validate import check_integral, check_values, output_size_columns  # noqa: F401 (re-exported)
 
 SCHEMA_VERSION = 1
 METADATA_PREFIX = "kernelbench."
@@ -87,11 +78,12 @@ def empty_frame() -> pl.DataFrame:
     return pl.DataFrame(schema=POLARS_SCHEMA)
 
 
-def conform(frame: pl.DataFrame) -> pl.DataFrame:
+def conform(frame: pl.DataFrame, *, where: str = "dataset") -> pl.DataFrame:
     """Add missing optional columns (as nulls, or their :data:`COLUMN_DEFAULTS`), cast to the schema, order columns.
 
     Raises:
-        InputError: a required column is missing or a value cannot be cast.
+        InputError: a required column is missing, a value cannot be cast, or a float value
+            of an integer column is not a whole number (a cast would truncate it).
     """
     missing = [c for c in NON_NULL if c not in frame.columns]
     if missing:
@@ -99,6 +91,7 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
     extra = [c for c in frame.columns if c not in COLUMNS]
     if extra:
         raise InputError(f"dataset has unknown column(s): {', '.join(extra)}")
+    check_integral(frame, POLARS_SCHEMA, where=where)
     try:
         return frame.select(
             [
@@ -110,32 +103,13 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
         raise InputError(f"dataset column has the wrong type: {exc}") from None
 
 
-def output_size_columns() -> dict[str, pl.Expr]:
-    """``out_d``, ``out_h``, ``out_w`` as expressions of a frame's problem columns (``in_h``, ``filter_h``, ...).
-
-    The sizes a :class:`kernelbench.problem.ConvProblem` derives: by the row's
-    ``pad_mode`` column (null: default), clamped to 1 in the default mode; each
-    expression is aliased to its column name.
-    """
-    out = {}
-    for name in DERIVED_FIELDS:
-        size, filter_size, pad, stride, dilation = (pl.col(f"{kind}_{name[-1]}") for kind in OUTPUT_SIZE_INPUTS)
-        mode = pl.col(PAD_MODE_FIELD).fill_null(DEFAULT_PAD_MODE)
-        out[name] = (
-            pl.when(mode == "same").then(same_output_size(size, stride))
-            .when(mode == "valid").then(valid_output_size(size, filter_size, stride))
-            .otherwise(clamped_output_size(size, filter_size, pad, stride, dilation))
-            .alias(name)
-        )
-    return out
-
-
 def validate_frame(frame: pl.DataFrame, *, where: str = "dataset") -> None:
-    """Check a conformed frame's values.
+    """Check a conformed frame's values (``docs/dataset-format.md``, "What is checked").
 
     Raises:
-        InputError: nulls in required columns, unknown statuses, ``ok`` rows without a positive
-            time, or ``out_*`` sizes that are not the ones the problem's fields give.
+        InputError: one line naming the number of bad rows and the first: nulls in required
+            columns, unknown statuses, or any check of :func:`kernelbench.validate.check_values`
+            (problem fields, ``out_*``, ``problem_id``, ``ok`` times, duplicated pairs in a run).
     """
     nulls = [c for c in NON_NULL if frame[c].null_count()]
     if nulls:
@@ -143,15 +117,7 @@ def validate_frame(frame: pl.DataFrame, *, where: str = "dataset") -> None:
     bad_status = sorted(set(frame["status"].unique().to_list()) - set(STATUSES))
     if bad_status:
         raise InputError(f"{where}: unknown status value(s): {', '.join(bad_status)}")
-    ok = frame.filter(pl.col("status") == "ok")
-    if ok.height and ((ok["time_ms"].is_null()) | (ok["time_ms"] <= 0)).any():
-        raise InputError(f"{where}: rows with status 'ok' must have time_ms > 0")
-    for name, expected in output_size_columns().items():
-        wrong = frame.filter(pl.col(name) != expected)
-        if wrong.height:
-            raise InputError(f"{where}: {name} differs from max(1, floor formula) of the problem's sizes in "
-                             f"{wrong.height} row(s) (e.g. problem {wrong['problem_id'][0]}); re-create the dataset "
-                             "with this version of kernelbench")
+    check_values(frame, where=where)
 
 
 def encode_metadata(metadata: Mapping[str, Any]) -> dict[bytes, bytes]:
@@ -292,7 +258,7 @@ def write_dataset(frame: pl.DataFrame, path: str | os.PathLike[str], metadata: M
     Raises:
         InputError: the frame violates the schema, or the path cannot be written.
     """
-    frame = conform(frame)
+    frame = conform(frame, where=str(path))
     validate_frame(frame, where=str(path))
     table = frame.to_arrow().cast(ARROW_SCHEMA)
     table = table.replace_schema_metadata(encode_metadata(metadata))
@@ -334,6 +300,6 @@ def read_dataset(path: str | os.PathLike[str]) -> tuple[pl.DataFrame, dict[str, 
         frame = pl.read_parquet(path)
     except (OSError, pl.exceptions.PolarsError, pa.ArrowException) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
-    frame = conform(frame)
+    frame = conform(frame, where=str(path))
     validate_frame(frame, where=str(path))
     return frame, meta

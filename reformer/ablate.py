@@ -181,13 +181,15 @@ def environment() -> dict[str, Any]:
 # ---------------------------------------------------------------- data
 
 
-def load_data(dataset: str | os.PathLike[str], quick: QuickSettings | None) -> RuntimeMatrix:
+def load_data(dataset: str | os.PathLike[str], quick: QuickSettings | None, *, warn: bool = True) -> RuntimeMatrix:
     """The dataset's runtime matrix; with ``quick``, a seeded subsample of its problems.
+
+    ``warn``: pass on :func:`reformer.data.load_matrix`'s warnings (on stderr).
 
     Raises:
         InputError: the dataset cannot be read (see :func:`reformer.data.load_matrix`).
     """
-    matrix = load_matrix(dataset)
+    matrix = load_matrix(dataset) if warn else load_matrix(dataset, warn=None)
     if quick is None or matrix.n_problems <= quick.problems:
         return matrix
     rows = np.sort(np.random.default_rng(quick.seed).choice(matrix.n_problems, quick.problems, replace=False))
@@ -376,7 +378,8 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(dataset: str, quick: QuickSettings | None, fractions: tuple[float, float, float]) -> None:
-    _WORKER.update(matrix=load_data(dataset, quick), fractions=fractions, splits={})
+    # The main process has warned about the data already.
+    _WORKER.update(matrix=load_data(dataset, quick, warn=False), fractions=fractions, splits={})
 
 
 def _worker_run(cell: Cell, key: str, report_dir: str) -> dict[str, Any]:

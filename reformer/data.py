@@ -6,6 +6,12 @@ becomes a dense matrix ``time_ms[problem, kernel]`` with ``NaN`` where a
 kernel has no ``ok`` row for a problem, i.e. is *not applicable* (for
 MIOpen find-db imports: not recorded).  Problems without any applicable
 kernel are dropped and counted.
+
+A problem with a single measured kernel teaches a selector nothing (there is
+no choice to learn) and is scored as a perfect pick whatever the model says.
+A dataset where no problem has two measured kernels is refused; one where at
+least :data:`SINGLE_KERNEL_WARN_SHARE` of the problems have one gets a warning,
+since such problems push every metric towards a perfect score.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +31,8 @@ from kernelbench.errors import InputError
 from kernelbench.problem import CATEGORICAL_FIELDS, DERIVED_FIELDS, INT_FIELDS
 from kernelbench.schema import read_dataset
 
+#: Share of problems with a single measured kernel from which :func:`load_matrix` warns (they inflate metrics).
+SINGLE_KERNEL_WARN_SHARE = 0.1
 #: Per-problem columns kept beside the matrix: the problem fields plus ``network`` (for ``--split-by``).
 PROBLEM_COLUMNS = ("problem_id", *CATEGORICAL_FIELDS, *INT_FIELDS, *DERIVED_FIELDS, "network")
 
@@ -55,6 +64,11 @@ class RuntimeMatrix:
     @property
     def n_problems(self) -> int:
         return self.time_ms.shape[0]
+
+    @property
+    def single_kernel_problems(self) -> int:
+        """Problems with exactly one applicable kernel: nothing to choose, nothing to learn or score."""
+        return int(np.count_nonzero(self.applicable.sum(axis=1) == 1))
 
     def subset(self, rows: np.ndarray) -> RuntimeMatrix:
         """The problems at integer positions ``rows`` (same kernels, same metadata)."""
@@ -107,7 +121,8 @@ def pivot(frame: pl.DataFrame, *, metadata: dict[str, Any] | None = None, min_ke
     median ``time_ms``.
 
     Raises:
-        InputError: no ``ok`` rows, or fewer than ``min_kernels`` kernels with an ``ok`` row.
+        InputError: no ``ok`` rows, fewer than ``min_kernels`` kernels with an ``ok`` row, or no
+            problem with two measured kernels (nothing can be learned or scored).
     """
     ok = frame.filter(pl.col("status") == "ok")
     if ok.height == 0:
@@ -133,6 +148,11 @@ def pivot(frame: pl.DataFrame, *, metadata: dict[str, Any] | None = None, min_ke
     times = times.join(row, on="problem_id").join(col, on="kernel")
     matrix = np.full((problems.height, len(kernels)), np.nan)
     matrix[times["_row"].to_numpy(), times["_col"].to_numpy()] = times["time_ms"].to_numpy()
+    if not (np.count_nonzero(~np.isnan(matrix), axis=1) >= 2).any():
+        raise InputError(
+            f"every one of the dataset's {problems.height:,} problems has a single measured kernel, so nothing can be "
+            "learned or scored (there is no choice to make); measure or import several kernels per problem"
+        )
     return RuntimeMatrix(
         problems=problems.select(PROBLEM_COLUMNS),
         kernels=kernels,
@@ -142,15 +162,30 @@ def pivot(frame: pl.DataFrame, *, metadata: dict[str, Any] | None = None, min_ke
     )
 
 
-def load_matrix(path: str | os.PathLike[str], *, min_kernels: int = 2) -> RuntimeMatrix:
+def _stderr(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)
+
+
+def load_matrix(path: str | os.PathLike[str], *, min_kernels: int = 2,
+                warn: Callable[[str], None] | None = _stderr) -> RuntimeMatrix:
     """Read a dataset file (``kernelbench.schema.read_dataset``) and pivot it.
 
+    ``warn`` (default: a line on stderr; ``None``: silent) is told when at least
+    :data:`SINGLE_KERNEL_WARN_SHARE` of the problems have a single measured kernel.
+
     Raises:
-        InputError: unreadable file, wrong schema version or columns, no ``ok`` rows, too few kernels.
+        InputError: unreadable file, wrong schema version or columns, invalid values, no ``ok``
+            rows, too few kernels, no problem with two measured kernels (see :func:`pivot`).
     """
     frame, metadata = read_dataset(path)
     metadata = {**metadata, "path": str(Path(path)), "sha256": file_sha256(path)}
-    return pivot(frame, metadata=metadata, min_kernels=min_kernels)
+    matrix = pivot(frame, metadata=metadata, min_kernels=min_kernels)
+    single = matrix.single_kernel_problems
+    if warn is not None and single >= SINGLE_KERNEL_WARN_SHARE * matrix.n_problems:
+        warn(f"{path}: {single:,} of {matrix.n_problems:,} problems ({100 * single / matrix.n_problems:.0f}%) have a "
+             "single measured kernel: they teach nothing and count as perfect picks, so metrics look better than "
+             "the selector is")
+    return matrix
 
 
 def align_kernels(matrix: RuntimeMatrix, kernels: Sequence[str]) -> tuple[np.ndarray, tuple[str, ...]]:

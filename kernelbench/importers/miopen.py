@@ -45,8 +45,9 @@ from kernelbench.importers.miopen_fdb import (
 from kernelbench.importers.miopen_key import PROBLEM_COLUMNS, parse_keys
 from kernelbench.importers.report import ImportReport, raise_first, skip_frame, summarize_skips
 from kernelbench.importers.textfile import iter_lines
-from kernelbench.problem import DEFAULT_PAD_MODE, FIELDS, PAD_MODE_FIELD, problem_id_of
-from kernelbench.schema import POLARS_SCHEMA, conform, output_size_columns
+from kernelbench.problem import DEFAULT_PAD_MODE, FIELDS, PAD_MODE_FIELD
+from kernelbench.schema import POLARS_SCHEMA, conform
+from kernelbench.validate import output_size_columns, problem_ids
 
 SOURCE = "miopen-fdb"
 COVERAGE = "top-k recorded"
@@ -98,7 +99,8 @@ def import_miopen_fdb(
         descriptor = load_device_spec(device_spec)
     elif devices.table_id(device.label) in devices.table():
         descriptor = devices.descriptor(device.label)
-    with contextlib.closing(iter_lines(path)) as raw:  # closing stops the reader thread on an error
+    warnings: list[str] = []  # appended to by the reader thread
+    with contextlib.closing(iter_lines(path, warn=warnings.append)) as raw:  # closing stops the reader thread
         lines = _text_lines(raw)
         head = list(itertools.islice(lines, PEEK_LINES))
         fmt = _detect(head, source=path.name)
@@ -106,6 +108,8 @@ def import_miopen_fdb(
         for line_no, text in itertools.chain(head, lines):
             reader.add(line_no, text)
     keys, kept, skipped_lines, skipped_entries = reader.finish()
+    if strict and warnings:
+        raise InputError(f"{warnings[0]} (--strict stops at anything it would ignore)")
     run_id = _import_id(path)
     frame = _rows(keys, kept, device_label=device.label, run_id=run_id)
     imported = keys.filter(pl.col("problem_id").is_in(frame["problem_id"].unique().implode()))
@@ -119,6 +123,7 @@ def import_miopen_fdb(
         keys_without_entries=keys.height - frame["problem_id"].n_unique(),
         old_key_forms=_counts(imported["key_form"]),
         pad_modes=_counts(imported[PAD_MODE_FIELD].filter(imported[PAD_MODE_FIELD] != DEFAULT_PAD_MODE)),
+        warnings=tuple(warnings),
     )
     if frame.is_empty():
         why = ", ".join(f"{c.reason} x{c.count}" for c in (*report.skipped_lines, *report.skipped_entries))
@@ -255,35 +260,6 @@ class _Reader:
         skipped_entries = pl.concat(self._skipped_entries)
         skipped_entries = skipped_entries.filter(~pl.col("line").is_in(duplicates["line"].implode()))
         return keys, kept, pl.concat([*self._skipped_lines, duplicates]).sort("line"), skipped_entries
-
-
-def problem_ids(frame: pl.DataFrame) -> pl.Series:
-    """:func:`~kernelbench.problem.problem_id_of` for every row of a frame with the :data:`FIELDS` columns
-    (and ``pad_mode``, if the frame has it).
-
-    Builds the canonical text with polars and hashes it; checked against
-    ``problem_id_of`` on the first row so the two cannot drift apart unnoticed.
-
-    Raises:
-        RuntimeError: the canonical form of ``problem_id_of`` changed (a bug here).
-    """
-    text = pl.concat_str([pl.format(f"{f}={{}}", pl.col(f)) for f in FIELDS], separator="|")
-    if PAD_MODE_FIELD in frame.columns:  # as problem_id_of: the mode joins the text only when not default
-        mode = pl.col(PAD_MODE_FIELD)
-        text = pl.when(mode.is_null() | (mode == DEFAULT_PAD_MODE)).then(text).otherwise(
-            pl.concat_str([text, pl.format(f"|{PAD_MODE_FIELD}={{}}", mode)]))
-    canonical = frame.select(text).to_series()
-    ids = pl.Series("problem_id", [hashlib.sha1(text.encode()).hexdigest()[:16] for text in canonical],
-                    dtype=pl.String)
-    # Check the first row and the first of another mode, so both branches are checked on every import.
-    checked = {0}
-    if PAD_MODE_FIELD in frame.columns:
-        other = frame[PAD_MODE_FIELD].fill_null(DEFAULT_PAD_MODE) != DEFAULT_PAD_MODE
-        checked |= set(other.arg_true().head(1).to_list())
-    for i in sorted(checked) if frame.height else ():
-        if ids[i] != problem_id_of(frame.row(i, named=True)):
-            raise RuntimeError("problem_ids() no longer matches kernelbench.problem.problem_id_of")
-    return ids
 
 
 def _import_id(path: Path) -> str:

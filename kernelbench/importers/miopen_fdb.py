@@ -24,6 +24,8 @@ import enum
 
 import polars as pl
 
+from kernelbench.validate import TIME_MS_RANGE, plausible_time_ms
+
 _FAMILIES = {"GEMM": "gemm", "Direct": "direct", "FFT": "fft", "Winograd": "winograd", "ImplicitGEMM": "implicit_gemm"}
 #: MIOpen's algorithm names (``src/conv_algo_name.cpp``) -> (direction, family).
 ALGORITHMS: dict[str, tuple[str, str]] = {
@@ -40,6 +42,9 @@ ENTRY_REASONS = {
     "malformed_entry": "not ID:VALUES with the variant's fields",
     "non_numeric_time": "time is not a finite number",
     "nonpositive_time": "time is not > 0 ms",
+    # The range a dataset accepts for a measured time (kernelbench.validate), so an import never writes what
+    # a reader would refuse.
+    "implausible_time": f"time is outside [{TIME_MS_RANGE[0]:g}, {TIME_MS_RANGE[1]:g}] ms, not a measurement",
     "bad_workspace": "workspace is not a non-negative integer below 2**63",
     "unknown_algorithm": "algorithm is not one of MIOpen's",
     "algorithm_direction_mismatch": "algorithm is for another direction than the key",
@@ -143,6 +148,7 @@ def parse_entries(lines: pl.DataFrame, fmt: FdbFormat) -> tuple[pl.DataFrame, pl
         .when(~pl.col("_shaped")).then(pl.lit("malformed_entry"))
         .when(time.is_null() | ~time.is_finite()).then(pl.lit("non_numeric_time"))
         .when(time <= 0).then(pl.lit("nonpositive_time"))
+        .when(~plausible_time_ms(time)).then(pl.lit("implausible_time"))
         .when(~pl.col("_ws_digits") | pl.col("workspace_bytes").is_null()).then(pl.lit("bad_workspace"))
         .when(pl.col("_algorithm_direction").is_null()).then(pl.lit("unknown_algorithm"))
         .when(pl.col("_algorithm_direction") != pl.col("direction")).then(pl.lit("algorithm_direction_mismatch"))

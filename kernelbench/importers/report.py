@@ -48,6 +48,9 @@ class ImportReport:
     were skipped (those entries are in ``skipped_entries``).
     ``old_key_forms`` counts imported problems whose key was in an old form, by
     form; ``pad_modes`` imported problems by padding mode other than ``default``.
+    ``warnings`` are
+    one-line notes on data ignored outside any line (bytes after the end of a
+    bzip2 file's data).
     """
 
     source: str
@@ -59,6 +62,7 @@ class ImportReport:
     keys_without_entries: int
     old_key_forms: Mapping[str, int] = dataclasses.field(default_factory=dict)
     pad_modes: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     @property
     def skipped_line_count(self) -> int:
@@ -80,6 +84,7 @@ class ImportReport:
             "skipped_entries": {s.reason: s.as_dict() for s in self.skipped_entries},
             "old_key_forms": dict(self.old_key_forms),
             "pad_modes": dict(self.pad_modes),
+            "warnings": list(self.warnings),
         }
 
     def format(self) -> str:
@@ -98,6 +103,7 @@ class ImportReport:
             out.append(f"  imported {count:,} problems in MIOpen's '{mode}' padding mode (pad_mode)")
         if self.keys_without_entries:
             out.append(f"  {self.keys_without_entries:,} valid keys had no usable entry and were left out")
+        out += [f"  warning: {text}" for text in self.warnings]
         return "\n".join(out)
 
 

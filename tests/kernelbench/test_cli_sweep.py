@@ -147,3 +147,21 @@ def test_export_refuses_to_overwrite_with_garbage_and_keeps_old_file(tmp_path, s
     result = runner.invoke(kernelbench, ["export", str(tmp_path / "run"), "-o", str(out)])
     assert result.exit_code == 2 and "part-0of1-zzz.parquet" in result.output
     assert out.read_bytes() == before
+
+
+def test_info_refuses_bad_values_in_one_line_and_says_when_there_is_no_choice(tmp_path):
+    import pyarrow.parquet as pq
+
+    from .helpers import frame, problems, rows
+
+    p = problems(3)
+    good = frame(rows({p[0]: {"a": 1.0, "b": 2.0}, p[1]: {"a": 2.0}, p[2]: {"b": 1.0}}))
+    bad = good.with_columns(pl.when(pl.col("kernel") == "b").then(float("nan")).otherwise(pl.col("time_ms"))
+                            .alias("time_ms"))
+    pq.write_table(bad.to_arrow().replace_schema_metadata(schema.encode_metadata({})), tmp_path / "nan.parquet")
+    result = CliRunner().invoke(kernelbench, ["info", str(tmp_path / "nan.parquet")])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "2 row(s) with status 'ok' have no plausible time_ms" in result.stderr
+    schema.write_dataset(good.filter(pl.col("problem_id") != p[0].problem_id), tmp_path / "one.parquet", {})
+    result = CliRunner().invoke(kernelbench, ["info", str(tmp_path / "one.parquet")])
+    assert result.exit_code == 0 and "every one of the 2 problems, so nothing can be learned or scored" in result.output

@@ -6,7 +6,7 @@ import pytest
 from kernelbench import schema
 from kernelbench.errors import InputError
 from kernelbench.export import export, merge_runs, to_wide
-from kernelbench.info import summarize
+from kernelbench.info import format_summary, summarize
 from kernelbench.shards import Shard
 from kernelbench.store import RunStore
 
@@ -202,3 +202,18 @@ def test_info_static_order_is_reformers_rule_on_ties():
     assert summarize(data)["wins"] == {"b": 2, "a": 1, "d": 1, "c": 1}
     # static picks b, b, b, a, d: t_static 2, 1, 3, 2, 2 against t_best 1, 1, 3, 1, 2.
     assert np.isclose(summarize(data)["static_sum_ratio"], 10 / 8)
+
+
+def test_summary_counts_a_pair_measured_in_two_runs_once_and_single_kernel_problems():
+    p = problems(3)
+    first = rows({p[0]: {"a": 1.0, "b": 2.0}, p[1]: {"a": 2.0}, p[2]: {"b": 1.0}}, run_id="r1")
+    again = rows({p[0]: {"a": 3.0, "b": 1.5}}, run_id="r2")  # p0 again: medians a 2.0, b 1.75
+    s = summarize(frame(first + again))
+    assert s["rows"] == 6 and s["ok_rows"] == 6
+    assert s["applies"] == {"a": 2, "b": 2}  # not 3 and 3
+    assert s["wins"] == {"a": 1, "b": 2}  # p0 b (by its fastest row it would be a), p1 a, p2 b
+    assert s["single_kernel_problems"] == 2
+    text = format_summary(s, {})
+    assert "single measured kernel: 2 of 3 problems (66.7%) offer no choice" in text
+    only = summarize(frame(rows({p[0]: {"a": 1.0}, p[1]: {"b": 2.0}})))
+    assert "every one of the 2 problems, so nothing can be learned or scored" in format_summary(only, {})

@@ -25,7 +25,8 @@ from kernelbench.devices import descriptor
 from kernelbench.errors import InputError
 from kernelbench.importers import miopen as importer
 from kernelbench.importers import textfile
-from kernelbench.importers.miopen import COVERAGE, SOURCE, import_miopen_fdb, problem_ids
+from kernelbench.importers.miopen import COVERAGE, SOURCE, import_miopen_fdb
+from kernelbench.validate import problem_ids
 from kernelbench.importers.miopen_device import MiopenDevice, device_from_file_name, resolve_device
 from kernelbench.importers.miopen_fdb import FdbFormat, describe_unrecognised, detect_format, parse_entries
 from kernelbench.importers.miopen_key import MiopenKeyError, format_key, parse_key, parse_keys
@@ -325,6 +326,9 @@ def test_v1_entries_take_solver_time_workspace_and_ignore_the_kernel_cache_field
         (v2("ConvA", "inf", 0, FWD_DIRECT), "non_numeric_time"),
         (v2("ConvA", "fast", 0, FWD_DIRECT), "non_numeric_time"),
         (v2("ConvA", "", 0, FWD_DIRECT), "non_numeric_time"),
+        (v2("ConvA", "1e308", 0, FWD_DIRECT), "implausible_time"),
+        (v2("ConvA", "1e-320", 0, FWD_DIRECT), "implausible_time"),
+        (v2("ConvA", "2e7", 0, FWD_DIRECT), "implausible_time"),
         (v2("ConvA", 1, -5, FWD_DIRECT), "bad_workspace"),
         (v2("ConvA", 1, 2.5, FWD_DIRECT), "bad_workspace"),
         (v2("ConvA", 1, 10**20, FWD_DIRECT), "bad_workspace"),
@@ -551,6 +555,50 @@ def test_lines_survive_chunk_boundaries_and_early_stop(tmp_path, monkeypatch):
     assert next(lines) == b"alpha"
     lines.close()  # stops the reader thread (join in the generator's finally)
     assert not any(t.name == "kernelbench-read" and t.is_alive() for t in threading.enumerate())
+
+
+
+def test_absurd_times_are_skipped_and_the_dataset_reads_back(tmp_path):
+    lines = small_v2_lines()
+    lines[0] = lines[0].replace("0.75", "1e308")       # line 1, entry 2
+    lines[2] = lines[2].replace("2.0", "1e-320")       # line 3: its only entry
+    result = import_miopen_fdb(write(tmp_path / "gfx90878.HIP.fdb.txt", lines))
+    assert result.frame["kernel"].to_list() == ["ConvA", "ConvC", "ConvD"]
+    assert [(s.reason, s.count, s.first_lines) for s in result.report.skipped_entries] == [
+        ("implausible_time", 2, (1, 3))]
+    assert "outside [1e-06, 1e+07] ms" in result.report.format()
+    from kernelbench.schema import write_dataset
+
+    write_dataset(result.frame, tmp_path / "d.parquet", result.metadata)
+    assert read_dataset(tmp_path / "d.parquet")[0].height == 3
+
+
+@pytest.mark.parametrize("tail, ignored", [(b"", None), (bz2.compress(b"more\n"), None), (b"trailing garbage", 16),
+                                           (b"BZh9 not bzip2 after all", 24), (bytes(3), 3)],
+                         ids=["one-stream", "two-streams", "garbage", "bzh-garbage", "zeros"])
+def test_bytes_after_the_bzip2_data_are_reported(tmp_path, monkeypatch, tail, ignored):
+    monkeypatch.setattr(textfile, "CHUNK_BYTES", 5)  # headers and streams split across reads
+    path = tmp_path / "a.txt.bz2"
+    path.write_bytes(bz2.compress(b"alpha\nbeta\n") + tail)
+    warnings = []
+    lines = list(textfile.iter_lines(path, warn=warnings.append))
+    assert lines == [b"alpha", b"beta", *([b"more"] if tail.startswith(b"BZh9") and ignored is None else [])]
+    assert warnings == ([] if ignored is None else [
+        f"a.txt.bz2: {ignored} byte(s) after the end of the bzip2 data are not bzip2 and were ignored "
+        "(an appended file or a damaged copy?)"])
+
+
+def test_an_import_with_trailing_garbage_warns_and_strict_refuses(tmp_path):
+    path = write(tmp_path / "gfx90878.HIP.fdb.txt.bz2", small_v2_lines(), compress="bz2")
+    path.write_bytes(path.read_bytes() + b"\x00garbage")
+    result = import_miopen_fdb(path)
+    assert result.report.rows == 5 and len(result.report.warnings) == 1
+    assert "  warning: gfx90878.HIP.fdb.txt.bz2: 8 byte(s) after the end of the bzip2 data" in result.report.format()
+    assert result.metadata["import_report"]["warnings"] == list(result.report.warnings)
+    with pytest.raises(InputError, match=r"8 byte\(s\) after the end.*--strict"):
+        import_miopen_fdb(path, strict=True)
+    cli = CliRunner().invoke(kernelbench_cli, ["import", "miopen", str(path), "-o", str(tmp_path / "d.parquet")])
+    assert cli.exit_code == 0 and "warning: gfx90878.HIP.fdb.txt.bz2: 8 byte(s)" in cli.stderr
 
 
 # ---------------------------------------------------------------- command line

@@ -55,6 +55,7 @@ def test_problem_id_is_stable_and_depends_on_every_field(small_problem):
         ({"pad_w": -1}, "pad_w"),
         ({"stride_w": 0}, "stride_w"),
         ({"groups": 1.5}, "groups"),
+        ({"batch": 2**31}, "batch"),  # datasets store int32
     ],
 )
 def test_invalid_problems_name_the_field(small_problem, change, field):

@@ -206,3 +206,48 @@ def test_fit_refuses_an_unwritable_output_before_training(tmp_path):
         assert len(result.output.strip().splitlines()) == 1 and "problems" not in result.output  # nothing ran
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.parquet", "data", "file"]
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["keep.txt"]
+
+
+def _raw(frame, path):
+    """A dataset file written without write_dataset's checks (as another tool might write it)."""
+    pq.write_table(frame.to_arrow().replace_schema_metadata(schema.encode_metadata({})), path)
+    return path
+
+
+def test_bad_values_and_no_choice_exit_2_with_one_line_in_every_command(fitted, tmp_path):
+    root, _ = fitted
+    good = synthetic_frame(30, seed=3)
+    single = good.unique(subset="problem_id", keep="last", maintain_order=True)
+    assert single["kernel"].n_unique() >= 2  # several kernels, but one per problem
+    datasets = {
+        "nothing can be learned or scored": schema.write_dataset(single, tmp_path / "single.parquet", {})
+        or tmp_path / "single.parquet",
+        "no plausible time_ms": _raw(good.with_columns(time_ms=float("nan")), tmp_path / "nan.parquet"),
+        "invalid problem: batch=-": _raw(good.with_columns(-pl.col("batch")), tmp_path / "neg.parquet"),
+        "a value of in_channels that is not a whole number": _raw(good.with_columns(pl.col("in_channels") + 0.5),
+                                                                  tmp_path / "frac.parquet"),
+        "repeat a (problem, kernel) pair": _raw(pl.concat([good, good]), tmp_path / "twice.parquet"),
+    }
+    for message, path in datasets.items():
+        for args in (("fit", path, "-o", tmp_path / "m"), ("evaluate", root / "model", path, "--json"),
+                     ("ablate", path, "-o", tmp_path / "r", "--quick", "--no-progress")):
+            result = CliRunner().invoke(reformer, [str(a) for a in args])
+            assert result.exit_code == 2, (args, result.output)
+            assert message in result.stderr and result.stdout == "", (args, result.output)
+            assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+    assert not (tmp_path / "m").exists() and not (tmp_path / "r" / "results.parquet").exists()
+
+
+def test_select_refuses_a_field_given_twice_and_integers_out_of_bounds(fitted):
+    root, _ = fitted
+    cases = [
+        ("batch=32,batch=64," + PROBLEM.replace("batch=8,", ""), "gives batch twice (batch=32 and batch=64)"),
+        (PROBLEM.replace("batch=8", "batch=2147483648"), "batch=2147483648 must be <= 2147483647"),
+        (PROBLEM.replace("in_h=56", "in_h=99999999999999999999"), "in_h=99999999999999999999 must be <= 2147483647"),
+        (PROBLEM.replace("batch=8", "batch=-1"), "batch=-1 must be >= 1"),
+        (PROBLEM.replace("batch=8", "batch=1.5"), "batch='1.5' is not an integer"),
+    ]
+    for problem, message in cases:
+        result = CliRunner().invoke(reformer, ["select", str(root / "model"), "--problem", problem])
+        assert result.exit_code == 2, (problem, result.output)
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (problem, result.stderr)

@@ -70,3 +70,26 @@ def test_content_digest_ignores_metadata_but_not_measurements(matrix):
     times[tuple(first)] *= 1.001
     assert matrix.with_time_ms(times).content_sha256() != matrix.content_sha256()
     assert matrix.subset(np.arange(10)).content_sha256() != matrix.content_sha256()
+
+
+def test_no_problem_with_two_measured_kernels_is_refused():
+    # Two kernels in the dataset, but never two on one problem: no choice to learn from or score.
+    with pytest.raises(InputError, match="every one of the dataset's 3 problems has a single measured kernel, so "
+                                         "nothing can be learned or scored"):
+        pivot(frame([(0, "a", "ok", 1.0), (1, "b", "ok", 2.0), (2, "a", "ok", 3.0), (2, "b", "error", None)]))
+    # One problem with a choice is enough to go on.
+    m = pivot(frame([(0, "a", "ok", 1.0), (1, "b", "ok", 2.0), (2, "a", "ok", 3.0), (2, "b", "ok", 4.0)]))
+    assert m.n_problems == 3 and m.single_kernel_problems == 2
+
+
+@pytest.mark.parametrize("single, warned", [(0, False), (1, True)])  # 1 of 3 problems: 33 % >= 10 %
+def test_load_matrix_warns_when_many_problems_have_a_single_kernel(tmp_path, single, warned):
+    entries = [(0, "a", "ok", 1.0), (0, "b", "ok", 2.0), (1, "a", "ok", 1.0), (1, "b", "ok", 2.0), (2, "a", "ok", 3.0)]
+    if not single:
+        entries.append((2, "b", "ok", 1.0))
+    path = tmp_path / "d.parquet"
+    schema.write_dataset(frame(entries), path, {})
+    said = []
+    load_matrix(path, warn=said.append)
+    assert said == ([f"{path}: 1 of 3 problems (33%) have a single measured kernel: they teach nothing and count as "
+                     "perfect picks, so metrics look better than the selector is"] if warned else [])
