@@ -152,7 +152,7 @@ def _check_problem_ids(frame: pl.DataFrame, *, where: str) -> None:
     Only the first of consecutive rows with equal ids and fields is hashed (a dataset's
     rows of one problem are usually adjacent), which checks every row exactly.
     """
-    columns = ["problem_id", *FIELDS]
+    columns = ["problem_id", *FIELDS, *([PAD_MODE_FIELD] if PAD_MODE_FIELD in frame.columns else [])]
     starts = frame.select(
         pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1)) for c in columns]).fill_null(True)
     ).to_series()
