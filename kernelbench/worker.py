@@ -59,6 +59,7 @@ STEPS = ("idle", "starting", "inputs and reference", "prepare", "checked run", "
 #: Outcomes of :meth:`Worker.measure` that are not a row.
 TIMED_OUT = "timed_out"
 DIED = "died"
+UNLOADABLE = "unloadable"
 
 #: Default ``kill_grace_s`` of the sweep: seconds a step may run past ``timeout_s`` before the worker is
 #: killed.  A run that ends within it is still measured (and recorded as ``timeout``); the grace
@@ -81,7 +82,8 @@ PRELOAD = ("numpy", "torch", "kernelbench.sweep")
 
 @dataclasses.dataclass(frozen=True)
 class Failure:
-    """A task that produced no row: ``kind`` is :data:`TIMED_OUT` or :data:`DIED`; ``step`` from :data:`STEPS`."""
+    """A task that produced no row: ``kind`` is :data:`TIMED_OUT`, :data:`DIED` or :data:`UNLOADABLE` (the
+    child could not unpickle the kernel); ``step`` from :data:`STEPS`."""
 
     kind: str
     step: str
@@ -265,6 +267,8 @@ class Worker:
             return Done(row=reply[1], timed_s=reply[2])
         if reply[0] == "setup_failed":
             return SetupFailed(reply[1])
+        if reply[0] == "kernel_failed":
+            return Failure(UNLOADABLE, "idle", reply[1])
         raise RuntimeError(f"unexpected reply from the measurement worker: {reply[0]!r}")
 
     def side_tables(self) -> dict[str, list[dict[str, Any]]]:
@@ -362,7 +366,13 @@ def child_main(conn: Any, shared: Any, backend_name: str, threads: int) -> None:
             conn.send(("side_tables", backend.side_tables()))
             continue
         _, entry, (how, payload), options, run_id, limits = message
-        kernel = pickle.loads(payload) if how == "pickle" else registry[payload]
+        try:
+            kernel = pickle.loads(payload) if how == "pickle" else registry[payload]
+        except Exception as exc:  # noqa: BLE001 - e.g. its module is not importable here
+            from kernelbench.sweep import error_text
+
+            conn.send(("kernel_failed", f"the worker process cannot load the kernel: {error_text(exc)}"))
+            continue
         key = (entry.problem.problem_id, options.seed)
         if cached[0] != key:
             watch("inputs and reference", math.inf)

@@ -96,6 +96,19 @@ def spin_and_report_prepare(problem: ConvProblem, inputs: ProblemInputs) -> Prep
     return spin_forever_prepare(problem, inputs)
 
 
+class UnloadablePrepare:
+    """Pickles in the sweep, fails to unpickle in the worker (as a kernel from a module the worker cannot import)."""
+
+    def __init__(self) -> None:
+        self.state = "set"
+
+    def __call__(self, problem: ConvProblem, inputs: ProblemInputs) -> Prepared:
+        return good_prepare(problem, inputs)
+
+    def __setstate__(self, state: dict) -> None:
+        raise RuntimeError("this kernel cannot be loaded here")
+
+
 def kernel(name: str, prepare) -> Kernel:
     return Kernel(name=name, algorithm="direct", backend="cpu", applies=applies, prepare=prepare)
 
@@ -108,3 +121,4 @@ HANGS_WHILE_TIMED = kernel("hangs_while_timed", hang_after_first_run_prepare)
 SEGFAULTS = kernel("segfaults", segfault_prepare)
 EXITS = kernel("exits", exit_prepare)
 SPINS_AND_REPORTS = kernel("spins_and_reports", spin_and_report_prepare)
+UNLOADABLE = kernel("unloadable", UnloadablePrepare())

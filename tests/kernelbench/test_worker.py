@@ -16,7 +16,16 @@ from kernelbench.spaces import SpaceEntry
 from kernelbench.store import RunStore, read_parts
 from kernelbench.sweep import SweepOptions, run_sweep
 from kernelbench.timing import StoppingRule
-from kernelbench.worker import DIED, PRELOAD, TIMED_OUT, Done, Failure, Worker, kernel_message, signal_text
+from kernelbench.worker import (
+    PRELOAD,
+    TIMED_OUT,
+    UNLOADABLE,
+    Done,
+    Failure,
+    Worker,
+    kernel_message,
+    signal_text,
+)
 
 from . import faulty_kernels as fk
 from .helpers import problems
@@ -106,6 +115,15 @@ def test_crashing_kernels_are_errors_with_the_signal_and_the_sweep_goes_on(tmp_p
     assert rows["exits"]["error"] == "the worker process died (exit status 3) during checked run"
     assert rows["good"]["status"] == rows["numpy_im2col_gemm"]["status"] == "ok"
     assert summary.status_counts == {"error": 2, "ok": 2}
+
+
+def test_a_kernel_the_worker_cannot_load_is_an_error_and_the_worker_goes_on():
+    entry = entries()[0]
+    with worker() as w:
+        outcome = measure(w, fk.UNLOADABLE, entry)
+        assert outcome == Failure(UNLOADABLE, "idle", "the worker process cannot load the kernel: "
+                                                      "RuntimeError: this kernel cannot be loaded here")
+        assert isinstance(measure(w, fk.GOOD, entry), Done) and w.starts == 1
 
 
 def test_one_worker_serves_every_kernel_and_problem_until_a_fault():
