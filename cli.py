@@ -14,10 +14,12 @@ import sys
 
 import click
 
+from kernelbench.device import DEFAULT_MEMORY_SHARE
 from kernelbench.errors import InputError, RunAborted
 # Torch-free: the fit options and their choice lists are defined once, there.
 from reformer.config import ACTIVATIONS, BLOCKS, CANDIDATES, LABELS, PATHS, PRECISIONS, SCHEDULES, FitConfig
 from reformer.splits import GROUPINGS
+from kernelbench.worker import ISOLATIONS, KILL_GRACE_S
 
 
 _DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
@@ -112,7 +114,15 @@ _MEASURE_OPTIONS = (
     click.option("--min-samples", type=click.IntRange(min=1), default=5, show_default=True),
     click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True, help="Untimed runs per kernel."),
     click.option("--timeout-s", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
-                 help="A single run longer than this is recorded as status timeout."),
+                 help="A single run longer than this is recorded as status timeout; with --isolation process a "
+                      f"step that has not returned after this + {KILL_GRACE_S:g} s is killed (also status timeout)."),
+    click.option("--isolation", type=click.Choice(ISOLATIONS), default=None,
+                 show_default="process on cpu, none on cuda",
+                 help="process: measure in a worker process that is killed when a kernel hangs and replaced when "
+                      "one crashes; none: in the sweep's own process (a hung kernel hangs the sweep)."),
+    click.option("--max-memory-gb", type=click.FloatRange(min=0, min_open=True), default=None,
+                 show_default=f"{DEFAULT_MEMORY_SHARE:.0%} of physical memory",
+                 help="Problems whose estimated peak memory is larger get status unavailable instead of being run."),
     click.option("--quiet-wait", is_flag=True, help="Wait for a quiet machine and re-time samples taken under load."),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs."),
     click.option("--flush-every-s", type=click.FloatRange(min=0), default=10.0, show_default=True,
@@ -145,7 +155,8 @@ class _Measurement:
 
 
 def _measurement(*, space_name, spec_path, device, run_dir, batch_sizes, dtype, kernel_spec, threads, shard, rse,
-                 budget_s, min_samples, warmup, timeout_s, quiet_wait, seed, flush_every_s, progress) -> _Measurement:
+                 budget_s, min_samples, warmup, timeout_s, isolation, max_memory_gb, quiet_wait, seed, flush_every_s,
+                 progress) -> _Measurement:
     """Resolve the shared measuring options (raises InputError with the flag's name on bad values)."""
     from kernelbench import spaces
     from kernelbench import sweep as sw
@@ -177,15 +188,22 @@ def _measurement(*, space_name, spec_path, device, run_dir, batch_sizes, dtype, 
     backend = resolve_backend(device, threads=threads, say=lambda text: click.echo(text, err=True))
     kernels = backend.kernels(kernel_spec)
     rule = StoppingRule(warmup=warmup, min_samples=min_samples, rse_target=rse, budget_s=budget_s, timeout_s=timeout_s)
+    # Process isolation on CUDA is implemented but not yet run on a GPU here: opt-in until it has been.
+    isolation = isolation or ("process" if backend.name == "cpu" else "none")
+    if max_memory_gb is None:
+        from kernelbench.device import default_max_memory_gb
+
+        max_memory_gb = default_max_memory_gb()
     threads_set = sw.set_threads(threads)
     memory = keep_freed_memory()
     identity = {"space": space_id, "kernels": [k.name for k in kernels], "rule": dataclasses.asdict(rule),
                 "device_label": backend.device_label, "seed": seed}
     device_meta = backend.device_metadata()
     extra = {"device": device_meta, "versions": device_meta.get("versions"), "threads": threads_set,
-             "allocator": memory, "problems": len(entries), "spec": spec.as_dict() if spec is not None else None}
+             "allocator": memory, "problems": len(entries), "isolation": isolation, "max_memory_gb": max_memory_gb,
+             "spec": spec.as_dict() if spec is not None else None}
     options = sw.SweepOptions(rule=rule, shard=shard_spec, seed=seed, threads=threads, quiet_wait=quiet_wait,
-                              flush_every_s=flush_every_s)
+                              flush_every_s=flush_every_s, isolation=isolation, max_memory_gb=max_memory_gb)
     return _Measurement(entries=entries, backend=backend, kernels=kernels, run_dir=run_dir, identity=identity,
                         extra=extra, options=options, progress=progress, lock=lock)
 
@@ -203,17 +221,13 @@ def _open_store(m: _Measurement, identity: dict, extra: dict):
 
 
 def _run_measurement(m: _Measurement, store, **run_options):
-    """Run the sweep (with ``run_options`` such as a tune plan), write the backend's side tables, and record the
-    shard as finished; releases the store's lock."""
+    """Run the sweep (with ``run_options`` such as a tune plan) and record the shard as finished; releases the
+    store's lock."""
     from kernelbench import sweep as sw
 
-    with store:
-        try:
-            summary = sw.run_sweep(m.entries, m.kernels, backend=m.backend, store=store, options=m.options,
-                                   progress=m.progress, **run_options)
-        finally:
-            for name, rows in m.backend.side_tables().items():
-                store.write_side_table(name, rows)
+    with store:  # run_sweep writes the backend's side tables itself
+        summary = sw.run_sweep(m.entries, m.kernels, backend=m.backend, store=store, options=m.options,
+                               progress=m.progress, **run_options)
         store.finish_shard()
     return summary
 

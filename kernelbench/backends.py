@@ -53,11 +53,14 @@ class CpuBackend:
         from kernelbench import device
 
         self.threads = threads
-        self._meta = device.cpu_metadata(threads=threads)
-        self.device_label = device.cpu_label(self._meta)
+        # The label needs the CPU's name only; the full description (library versions: imports
+        # polars and pyarrow) is built when asked for, so a measurement worker starts quickly.
+        self.device_label = device.cpu_label({"name": device.cpu_model(), "threads": threads})
 
     def device_metadata(self) -> dict[str, Any]:
-        return dict(self._meta)
+        from kernelbench import device
+
+        return device.cpu_metadata(threads=self.threads)
 
     def kernels(self, spec: str) -> tuple[Kernel, ...]:
         from kernelbench.kernels.registry import select_kernels

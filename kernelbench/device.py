@@ -69,6 +69,33 @@ def keep_freed_memory() -> dict[str, Any]:
     return {"applied": all(applied.values()), "mallopt": settings, "accepted": applied}
 
 
+def physical_memory_bytes(*, cgroup_limit_path: str = "/sys/fs/cgroup/memory.max") -> int | None:
+    """The machine's physical memory in bytes (``os.sysconf``), or the container's limit if smaller.
+
+    The limit is cgroup v2's ``memory.max`` (``max`` means none).  Returns None where the
+    system does not say.
+    """
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        total = pages * page_size if pages > 0 and page_size > 0 else None
+    except (ValueError, OSError, AttributeError):
+        total = None
+    limit = _read(cgroup_limit_path)
+    if limit is not None and limit.isdigit() and int(limit) > 0:
+        total = int(limit) if total is None else min(total, int(limit))
+    return total
+
+
+#: Default of the sweep's ``max_memory_gb``: this share of :func:`physical_memory_bytes`.
+DEFAULT_MEMORY_SHARE = 0.5
+
+
+def default_max_memory_gb() -> float:
+    """:data:`DEFAULT_MEMORY_SHARE` of :func:`physical_memory_bytes`, in GB (1e9 bytes); inf where unknown."""
+    total = physical_memory_bytes()
+    return float("inf") if total is None else DEFAULT_MEMORY_SHARE * total / 1e9
+
+
 def memory_settings() -> dict[str, Any]:
     """Allocator and huge-page settings that change CPU timings (recorded, not changed)."""
     return {

@@ -98,9 +98,10 @@ DEFAULTS: dict[str, Any] = {
 }
 REQUIRED_FIELDS = tuple(f for f in FIELDS if f not in DEFAULTS)
 
-
-#: Largest value of an integer field: the dataset stores them as int32.
-INT32_MAX = 2**31 - 1
+#: Largest value of an integer field (and of a derived output size): the dataset stores them as
+#: int32 (``kernelbench.schema``), so a larger value could be measured but never written.
+INT_FIELD_MAX = 2**31 - 1
+INT32_MAX = INT_FIELD_MAX
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +148,8 @@ INT_RANGES = _int_ranges()
 def range_message(name: str, value: Any) -> str:
     """The error message for an integer field outside :data:`INT_RANGES`."""
     low, high = INT_RANGES[name]
-    why = f"must be >= {low}" if value < low else f"must be <= {high} (datasets store int32)"
+    why = (f"must be >= {low}" if value < low
+           else f"is above {high}, the largest value the dataset's int32 columns hold")
     return f"invalid problem: {name}={value!r} {why}"
 
 
@@ -267,6 +269,10 @@ class ConvProblem:
         for rule in PROBLEM_RULES:
             if not rule.holds(values.__getitem__):
                 raise InputError(rule.message(values))
+        for axis in "dhw":
+            if self._out(axis) > INT_FIELD_MAX:
+                raise InputError(f"invalid problem: pad_{axis}={values[f'pad_{axis}']!r} gives "
+                                 f"out_{axis}={self._out(axis)}, above {INT_FIELD_MAX} (int32)")
 
     # -- derived sizes -------------------------------------------------
     def _axis_sizes(self, axis: str) -> tuple[int, int, int, int, int]:
@@ -420,6 +426,76 @@ class ConvProblem:
         pad_mode = values.get(PAD_MODE_FIELD)
         merged[PAD_MODE_FIELD] = DEFAULT_PAD_MODE if pad_mode is None else pad_mode
         return cls(**merged)
+
+
+#: Bytes per element of the input arrays ``kernelbench.reference.make_inputs`` stores
+#: (bf16 and int8 travel as float32 holding exactly representable values).
+INPUT_ITEMSIZE = {"fp32": 4, "fp16": 2, "bf16": 4, "int8": 4}
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryEstimate:
+    """Estimated peak host memory of measuring one problem, in bytes; see :func:`memory_estimate`.
+
+    Attributes:
+        inputs_bytes: x, w (and dy for backward directions) as ``make_inputs`` stores them.
+        reference_bytes: the float64 reference result, kept while the problem's kernels run.
+        reference_work_bytes: what computing the reference holds at its peak besides the result:
+            float64 copies of the inputs and torch's float64 im2col (or col2im) columns.
+        kernel_bytes: the largest kernel's own memory: float32 copies of the inputs and output
+            in its layout, plus the largest workspace of the algorithms here (the im2col
+            columns or the kn2row partial images, counted at 8 bytes per element).
+    """
+
+    inputs_bytes: int
+    reference_bytes: int
+    reference_work_bytes: int
+    kernel_bytes: int
+
+    @property
+    def peak_bytes(self) -> int:
+        """Inputs and reference result stay; the reference's work and a kernel never coexist."""
+        return self.inputs_bytes + self.reference_bytes + max(self.reference_work_bytes, self.kernel_bytes)
+
+    def describe(self) -> str:
+        """E.g. ``57594.4 GB (inputs 1234.5 GB, reference 2.0 GB + 50000.0 GB work, kernel 6000.0 GB)``."""
+        gb = 1e9
+        return (f"{self.peak_bytes / gb:.1f} GB (inputs {self.inputs_bytes / gb:.1f} GB, "
+                f"reference {self.reference_bytes / gb:.1f} GB + {self.reference_work_bytes / gb:.1f} GB work, "
+                f"kernel {self.kernel_bytes / gb:.1f} GB)")
+
+
+def tensor_elements(problem: ConvProblem) -> tuple[int, int, int]:
+    """Element counts of x (N, C, D, H, W), w (K, C/G, FD, FH, FW) and y (N, K, OD, OH, OW), exact ints."""
+    p = problem
+    x = p.batch * p.in_channels * p.in_d * p.in_h * p.in_w
+    w = p.out_channels * (p.in_channels // p.groups) * p.filter_d * p.filter_h * p.filter_w
+    y = p.batch * p.out_channels * p.out_d * p.out_h * p.out_w
+    return x, w, y
+
+
+def memory_estimate(problem: ConvProblem) -> MemoryEstimate:
+    """Estimate the peak host memory of checking and timing ``problem``, without allocating anything.
+
+    Within about 2x of the measured peak (docs/architecture.md gives a measured example): the
+    float64 reference dominates, because torch computes it through float64 im2col columns of
+    ``N * C * taps * output pixels`` elements (8 bytes each), the same count as the im2col
+    kernels' columns.  Device memory (CUDA) is not counted: a device out-of-memory is an
+    ``error`` row.  Exact Python integers: absurd sizes give absurd numbers, never an overflow.
+    """
+    p = problem
+    x, w, y = tensor_elements(p)
+    dy = y if p.direction != "fwd" else 0
+    result = {"fwd": y, "bwd_data": x, "bwd_weights": w}[p.direction]
+    taps = p.filter_d * p.filter_h * p.filter_w
+    columns = p.batch * p.in_channels * taps * p.out_d * p.out_h * p.out_w
+    kn2row = p.batch * p.out_channels * taps * p.in_d * p.in_h * p.in_w
+    return MemoryEstimate(
+        inputs_bytes=INPUT_ITEMSIZE[p.dtype] * (x + w + dy),
+        reference_bytes=8 * result,
+        reference_work_bytes=8 * (x + w + dy + columns),
+        kernel_bytes=4 * (x + w + dy + result) + 8 * max(columns, kn2row),
+    )
 
 
 def problem_id_of(fields: Mapping[str, Any]) -> str:

@@ -6,6 +6,17 @@ whose output is wrong is recorded as ``wrong_result`` and never timed; one
 that raises is ``error``; one whose single run exceeds the timeout is
 ``timeout``.  The sweep always goes on with the next kernel.
 
+With ``isolation="process"`` (the default) the checking and timing run in a
+worker process (:mod:`kernelbench.worker`) that the sweep kills when a step
+overruns ``timeout_s + kill_grace_s``: a kernel that never returns is a
+``timeout`` row, one that crashes the process (a segfault) an ``error`` row,
+and the sweep goes on with a fresh worker.  ``isolation="none"`` measures in
+this process (faster to start; a hung kernel hangs the sweep).
+
+Before a problem's inputs are allocated, its peak memory is estimated
+(:func:`kernelbench.problem.memory_estimate`); above ``max_memory_gb`` every
+kernel of the problem gets an ``unavailable`` row that gives the estimate.
+
 Rows are buffered and flushed to the run directory as one part file every
 ``flush_every_s`` seconds (and at the end), so a killed sweep loses at most
 that much work and a re-run skips what is stored.
@@ -19,23 +30,37 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kernelbench.backends import Backend
+from kernelbench.device import default_max_memory_gb
 from kernelbench.errors import InputError
 from kernelbench.kernels.base import Kernel, ProblemInputs
 from kernelbench.load import LoadMeter
-from kernelbench.problem import ConvProblem
+from kernelbench.problem import ConvProblem, memory_estimate
 from kernelbench.shards import Shard
 from kernelbench.spaces import SpaceEntry
 from kernelbench.status import Status
-from kernelbench.store import RunStore
 from kernelbench.timing import Measurement, StoppingRule, measure
+from kernelbench.worker import ISOLATIONS, KILL_GRACE_S
+
+if TYPE_CHECKING:  # the store imports polars, which a measurement worker does not need
+    from kernelbench.store import RunStore
 
 
 @dataclasses.dataclass(frozen=True)
 class SweepOptions:
-    """How to measure.  ``quiet_wait`` waits for the machine to be quiet and re-times loaded samples."""
+    """How to measure.  ``quiet_wait`` waits for the machine to be quiet and re-times loaded samples.
+
+    ``isolation``: one of :data:`kernelbench.worker.ISOLATIONS`.  ``kill_grace_s``: with ``process``, a step that runs
+    kernel code (prepare, the checked run, one warm-up run or sample) is killed after
+    ``rule.timeout_s + kill_grace_s`` seconds; the grace keeps a slow but finishing run (on a loaded
+    machine) a measured ``timeout`` rather than a kill.  ``max_memory_gb``: problems whose estimated
+    peak memory is larger get ``unavailable`` rows (None: :func:`default_max_memory_gb`).
+
+    Raises:
+        ValueError: an unknown ``isolation``, or a negative ``kill_grace_s`` / non-positive ``max_memory_gb``.
+    """
 
     rule: StoppingRule = dataclasses.field(default_factory=StoppingRule)
     shard: Shard = dataclasses.field(default_factory=Shard)
@@ -46,6 +71,23 @@ class SweepOptions:
     quiet_max_wait_s: float = 30.0
     quiet_retries: int = 2
     flush_every_s: float = 10.0
+    isolation: str = "process"
+    kill_grace_s: float = KILL_GRACE_S
+    max_memory_gb: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.isolation not in ISOLATIONS:
+            raise ValueError(f"isolation={self.isolation!r}: expected one of {', '.join(ISOLATIONS)}")
+        if not self.kill_grace_s >= 0:
+            raise ValueError(f"kill_grace_s={self.kill_grace_s!r}: expected >= 0")
+        if self.max_memory_gb is not None and not self.max_memory_gb > 0:
+            raise ValueError(f"max_memory_gb={self.max_memory_gb!r}: expected > 0")
+
+    def step_limits_s(self) -> dict[str, float]:
+        """Seconds after which the worker is killed, per step that runs kernel code (see kernelbench.worker)."""
+        run = self.rule.timeout_s + self.kill_grace_s
+        return {"prepare": run, "checked run": run, "timing": run,
+                "quiet wait": self.quiet_max_wait_s + self.kill_grace_s}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +102,8 @@ class SweepSummary:
     wall_s: float
 
 
-def _error_text(exc: BaseException) -> str:
+def error_text(exc: BaseException) -> str:
+    """The first line of ``Type: message``, at most 500 characters: the ``error`` column."""
     text = f"{type(exc).__name__}: {exc}".strip()
     first = text.splitlines()[0] if text else type(exc).__name__
     return first[:500]
@@ -73,7 +116,7 @@ def _row(
     *,
     entry: SpaceEntry,
     backend: Backend,
-    store: RunStore,
+    run_id: str,
     threads: int,
     error: str | None = None,
     result: Measurement | None = None,
@@ -101,7 +144,7 @@ def _row(
         throttled=throttled,
         device=backend.device_label,
         source="kernelbench-sweep",
-        run_id=store.run_id,
+        run_id=run_id,
         network=entry.network,
     )
     return row
@@ -124,6 +167,14 @@ def _row_untimed(*args: Any, **kwargs: Any) -> tuple[dict[str, Any], float]:
     return _row(*args, **kwargs), 0.0
 
 
+def problem_data(problem: ConvProblem, *, seed: int) -> tuple[ProblemInputs, Any]:
+    """The inputs of ``problem`` and its float64 reference output (what every kernel is checked against)."""
+    from kernelbench.reference import make_inputs, reference_output
+
+    inputs = make_inputs(problem, seed=seed)
+    return inputs, reference_output(problem, inputs)
+
+
 def measure_kernel(
     kernel: Kernel,
     entry: SpaceEntry,
@@ -131,19 +182,23 @@ def measure_kernel(
     reference: Any,
     *,
     backend: Backend,
-    store: RunStore,
+    run_id: str,
     options: SweepOptions,
     meter: LoadMeter,
+    watch: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, Any], float]:
     """Check and time one applicable kernel on one problem, never raising.
 
     Returns the dataset row and the seconds spent in the timing loop, warm-up included
     (0 when not timed); a sample may average several runs (see :func:`kernelbench.timing.host_timer`).
+    ``watch(step)`` is called before each step that runs kernel code (``prepare``, ``checked run``,
+    ``quiet wait``, and ``timing`` before every warm-up run and sample, outside the timed
+    interval); the worker process uses it to arm its kill deadline.
     The row's ``measure_s`` is the wall time of the whole call (prepare, checked run, timing).
     """
     started = time.perf_counter()
-    row, timing_s = _check_and_time(kernel, entry, inputs, reference, backend=backend, store=store,
-                                    options=options, meter=meter)
+    row, timing_s = _check_and_time(kernel, entry, inputs, reference, backend=backend, run_id=run_id,
+                                    options=options, meter=meter, watch=watch)
     row["measure_s"] = time.perf_counter() - started
     return row, timing_s
 
@@ -155,23 +210,27 @@ def _check_and_time(
     reference: Any,
     *,
     backend: Backend,
-    store: RunStore,
+    run_id: str,
     options: SweepOptions,
     meter: LoadMeter,
+    watch: Callable[[str], None] | None,
 ) -> tuple[dict[str, Any], float]:
     from kernelbench.reference import max_rel_error, tolerance
 
     problem = entry.problem
-    common = {"entry": entry, "backend": backend, "store": store, "threads": options.threads}
+    common = {"entry": entry, "backend": backend, "run_id": run_id, "threads": options.threads}
+    step = watch or (lambda name: None)
 
     def failed(exc: Exception) -> tuple[dict[str, Any], float]:
-        text = f"out of memory: {exc}" if isinstance(exc, MemoryError) else _error_text(exc)
+        text = f"out of memory: {exc}" if isinstance(exc, MemoryError) else error_text(exc)
         return _row_untimed(problem, kernel, Status.ERROR, error=text, **common)
     reason = kernel.unavailable()
     if reason is not None:
         return _row_untimed(problem, kernel, Status.UNAVAILABLE, error=reason, **common)
     try:
+        step("prepare")
         prepared = kernel.prepare(problem, inputs)
+        step("checked run")
         started = time.perf_counter()
         out = prepared.run()
         if prepared.sync is not None:
@@ -188,11 +247,20 @@ def _check_and_time(
         return _row_untimed(problem, kernel, Status.WRONG_RESULT, max_rel_error=err,
                             error=f"max relative error {err:.3g} > tolerance {tol:.1g}", **common)
     try:
+        step("timing")
         timer = backend.timer(prepared)
+        if watch is not None:
+            untimed = timer
+
+            def timer() -> float:
+                step("timing")  # re-arm the deadline: outside the interval ``untimed`` measures
+                return untimed()
+
         attempts = 1 + (options.quiet_retries if options.quiet_wait else 0)
         timing_s = 0.0
         for attempt in range(attempts):
             if options.quiet_wait:
+                step("quiet wait")
                 meter.wait_for_quiet(threshold_cores=options.quiet_threshold_cores, max_wait_s=options.quiet_max_wait_s)
             backend.throttled()  # reset the throttle window to this kernel's samples
             before = meter.snapshot()
@@ -212,6 +280,89 @@ def _check_and_time(
     return row, timing_s
 
 
+class _InProcess:
+    """Measures in this process; inputs and reference are computed once per problem."""
+
+    def __init__(self, *, backend: Backend, run_id: str, options: SweepOptions, meter: LoadMeter) -> None:
+        self.backend, self.run_id, self.options, self.meter = backend, run_id, options, meter
+        self._key: str | None = None
+        self._data: tuple[ProblemInputs, Any] | Exception | None = None
+
+    def measure(self, entry: SpaceEntry, kernel: Kernel) -> tuple[dict[str, Any], float, bool]:
+        """The row, the timed seconds, and whether the problem's remaining kernels cannot run either."""
+        if self._key != entry.problem.problem_id:
+            self._key, self._data = entry.problem.problem_id, None  # free the previous problem's arrays first
+            try:
+                self._data = problem_data(entry.problem, seed=self.options.seed)
+            except Exception as exc:  # noqa: BLE001 - recorded for every kernel of the problem
+                self._data = exc
+        if isinstance(self._data, Exception):
+            text = f"inputs or reference failed: {error_text(self._data)}"
+            return _failure_row(entry, kernel, Status.ERROR, text, self), 0.0, True
+        inputs, reference = self._data
+        row, timed_s = measure_kernel(kernel, entry, inputs, reference, backend=self.backend, run_id=self.run_id,
+                                      options=self.options, meter=self.meter)
+        return row, timed_s, False
+
+    def side_tables(self) -> dict[str, list[dict[str, Any]]]:
+        return self.backend.side_tables()
+
+    def close(self) -> None:
+        self._key = self._data = None
+
+
+class _InWorker:
+    """Measures in a :class:`kernelbench.worker.Worker` process; kills and replaces it on a hang or a crash."""
+
+    def __init__(self, kernels: Sequence[Kernel], *, backend: Backend, run_id: str, options: SweepOptions) -> None:
+        from kernelbench.kernels.registry import all_kernels
+        from kernelbench.worker import Worker, kernel_message
+
+        self.backend, self.run_id, self.options = backend, run_id, options
+        registry = [k.name for k in all_kernels(backend.name)]
+        self._messages = {k.name: kernel_message(k, registry) for k in kernels}
+        self._limits = options.step_limits_s()
+        self.worker = Worker(backend=backend.name, threads=options.threads, device_label=backend.device_label)
+        self._side: dict[str, dict[Any, dict[str, Any]]] = {}
+
+    def measure(self, entry: SpaceEntry, kernel: Kernel) -> tuple[dict[str, Any], float, bool]:
+        from kernelbench.worker import TIMED_OUT, Done, Failure
+
+        outcome = self.worker.measure(entry, self._messages[kernel.name], options=self.options,
+                                      run_id=self.run_id, step_limits_s=self._limits)
+        if isinstance(outcome, Done):
+            return outcome.row, outcome.timed_s, False
+        if isinstance(outcome, Failure):
+            setup = outcome.step == "inputs and reference"
+            if outcome.kind == TIMED_OUT:
+                limit = self._limits[outcome.step]
+                text = (f"{outcome.step} did not finish within {limit:g} s (timeout_s {self.options.rule.timeout_s:g}"
+                        f" + kill_grace_s {self.options.kill_grace_s:g}); the worker process was killed")
+                return _failure_row(entry, kernel, Status.TIMEOUT, text, self), 0.0, setup
+            return _failure_row(entry, kernel, Status.ERROR, outcome.message, self), 0.0, setup
+        text = f"inputs or reference failed: {outcome.message}"
+        return _failure_row(entry, kernel, Status.ERROR, text, self), 0.0, True
+
+    def problem_done(self) -> None:
+        """Collect the worker's side tables while it is alive (a later kill would lose them)."""
+        for name, rows in self.worker.side_tables().items():
+            table = self._side.setdefault(name, {})
+            for row in rows:
+                table[row.get("problem_id", len(table))] = row
+
+    def side_tables(self) -> dict[str, list[dict[str, Any]]]:
+        """What :meth:`problem_done` collected (never asks the worker: it may be busy after an interrupt)."""
+        return {name: list(rows.values()) for name, rows in self._side.items()}
+
+    def close(self) -> None:
+        self.worker.close()
+
+
+def _failure_row(entry: SpaceEntry, kernel: Kernel, status: Status, error: str, measurer: Any) -> dict[str, Any]:
+    return _row(entry.problem, kernel, status, error=error, entry=entry, backend=measurer.backend,
+                run_id=measurer.run_id, threads=measurer.options.threads)
+
+
 def run_sweep(
     entries: Sequence[SpaceEntry],
     kernels: Sequence[Kernel],
@@ -228,13 +379,20 @@ def run_sweep(
     """Measure every applicable (problem, kernel) pair of this shard not yet in ``store``, or those ``plan`` chooses.
 
     ``on_problem_done(i)`` is called after problem ``i`` of the shard (tests use it to interrupt);
-    ``desc`` labels the progress bar.
+    ``desc`` labels the progress bar.  Writes the rows as part files and, at the end (also after an
+    error or Ctrl-C), the backend's side tables.  ``meter`` replaces the load meter with
+    ``isolation="none"`` only (a worker process measures its own load).
+
+    Raises:
+        ValueError: ``meter`` with ``isolation="process"``, or a kernel the worker cannot receive
+            (see :func:`kernelbench.worker.kernel_message`).
+        RuntimeError: the worker process cannot start.
     """
     from tqdm.auto import tqdm
 
-    from kernelbench.reference import make_inputs, reference_output
-
-    meter = meter or LoadMeter()
+    if meter is not None and options.isolation != "none":
+        raise ValueError("meter: a worker process measures its own load; pass it with isolation='none' only")
+    max_memory_gb = options.max_memory_gb if options.max_memory_gb is not None else default_max_memory_gb()
     shard_entries = options.shard.select(entries)
     done = store.finished_statuses()
     todo: list[tuple[SpaceEntry, dict[str, str], Iterator[tuple[Kernel, Mapping[str, Any]]] | None]] = []
@@ -261,6 +419,16 @@ def run_sweep(
         buffer = []
         last_flush = time.perf_counter()
 
+    def record(row: dict[str, Any]) -> None:
+        buffer.append(row)
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+
+    measurer: _InProcess | _InWorker
+    if options.isolation == "none":
+        measurer = _InProcess(backend=backend, run_id=store.run_id, options=options, meter=meter or LoadMeter())
+    else:
+        # Every kernel a plan may choose: the worker receives them once, up front.
+        measurer = _InWorker(list(kernels), backend=backend, run_id=store.run_id, options=options)
     bar = tqdm(total=len(todo), initial=skipped, unit="problem", disable=not progress, dynamic_ncols=True,
                desc=f"{desc} {options.shard}" if options.shard.count > 1 else desc)
     try:
@@ -268,17 +436,27 @@ def run_sweep(
             if pending is None:
                 continue
             bar.set_postfix_str(entry.problem.describe(), refresh=True)
-            inputs = make_inputs(entry.problem, seed=options.seed)
-            reference = reference_output(entry.problem, inputs)
+            estimate = memory_estimate(entry.problem)
+            too_big = None
+            if estimate.peak_bytes > max_memory_gb * 1e9:
+                too_big = f"estimated peak memory {estimate.describe()} > max_memory_gb {max_memory_gb:.1f} GB"
+            setup_error: dict[str, Any] | None = None
             for kernel, extra in pending:
                 bar.set_postfix_str(f"{entry.problem.describe()} | {kernel.name}", refresh=True)
-                row, timed_s = measure_kernel(kernel, entry, inputs, reference, backend=backend, store=store,
-                                              options=options, meter=meter)
+                if too_big is not None:
+                    row = _failure_row(entry, kernel, Status.UNAVAILABLE, too_big, measurer)
+                elif setup_error is not None:  # the problem's inputs or reference failed: do not retry per kernel
+                    row = _failure_row(entry, kernel, Status(setup_error["status"]), setup_error["error"], measurer)
+                else:
+                    row, timed_s, problem_failed = measurer.measure(entry, kernel)
+                    kernel_time_s += timed_s
+                    if problem_failed:
+                        setup_error = row
                 row.update(extra)
-                statuses[kernel.name] = row["status"]
-                buffer.append(row)
-                counts[row["status"]] = counts.get(row["status"], 0) + 1
-                kernel_time_s += timed_s
+                statuses[kernel.name] = row["status"]  # a plan may choose the next kernel from what failed
+                record(row)
+            if isinstance(measurer, _InWorker) and too_big is None:
+                measurer.problem_done()
             bar.update(1)
             if time.perf_counter() - last_flush >= options.flush_every_s:
                 flush()
@@ -296,6 +474,11 @@ def run_sweep(
         raise
     finally:
         bar.close()
+        try:
+            for name, rows in measurer.side_tables().items():
+                store.write_side_table(name, rows)
+        finally:
+            measurer.close()
     return SweepSummary(
         problems_total=len(todo),
         problems_skipped=skipped,

@@ -21,7 +21,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
     import tomli as tomllib  # type: ignore[no-redef]
 
 from kernelbench.errors import InputError
-from kernelbench.problem import DIRECTIONS, DTYPES, LAYOUTS_2D
+from kernelbench.problem import DIRECTIONS, DTYPES, INT_FIELD_MAX, LAYOUTS_2D
 
 Value = int | str  # an integer, or "same" for a pad
 
@@ -249,6 +249,14 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _refuse_too_large(values: Any, where: _Where, key: str) -> None:
+    """A spec error naming ``key`` for any integer above :data:`INT_FIELD_MAX` (the dataset's int32)."""
+    for value in values if isinstance(values, list) else [values]:
+        if _is_int(value) and value > INT_FIELD_MAX:
+            raise where.error(key, f"{value} is above {INT_FIELD_MAX}, the largest value the dataset's int32 "
+                                   "columns hold")
+
+
 def _check_value(value: Any, field: str) -> bool:
     if field in _PAD_FIELDS:
         return value == SAME or (_is_int(value) and value >= 0)
@@ -297,6 +305,7 @@ def _grid(table: Mapping[str, Any], where: _Where, section: str) -> GridPart:
             continue
         value = fields[field]
         values = value if isinstance(value, list) else [value]
+        _refuse_too_large(values, where, f"{section}.{field}")
         if not values or not all(_check_value(v, field) for v in values):
             raise where.error(f"{section}.{field}", f"expected a list of {_expected(field)}, got {value!r}")
         axes.append((field, tuple(values)))
@@ -328,6 +337,7 @@ def _bound(value: Any, field: str, where: _Where, key: str) -> Bound:
     if isinstance(value, Mapping):
         if set(value) == {"choices"}:
             choices = value["choices"]
+            _refuse_too_large(choices, where, f"{key}.choices")
             if not isinstance(choices, list) or not choices or not all(_check_value(v, field) for v in choices):
                 raise where.error(f"{key}.choices", f"expected a non-empty list of {_expected(field)}")
             return Bound("choices", tuple(choices))
@@ -345,12 +355,14 @@ def _bound(value: Any, field: str, where: _Where, key: str) -> Bound:
         raise where.error(key, 'expected {choices = [...]} or {range = [lo, hi], scale = "log"|"linear", step = 1}')
     if isinstance(value, list):
         return _range(value, field, default_scale, where, key)
+    _refuse_too_large(value, where, key)
     if _check_value(value, field):
         return Bound("fixed", (value,))
     raise where.error(key, f"expected one of {_expected(field)}, [lo, hi], or {{choices = [...]}}, got {value!r}")
 
 
 def _range(value: Any, field: str, scale: str, where: _Where, key: str) -> Bound:
+    _refuse_too_large(value, where, key)
     ok = isinstance(value, list) and len(value) == 2 and all(_is_int(v) and _check_value(v, field) for v in value)
     if not ok:
         kind = "non-negative" if field in _PAD_FIELDS else "positive"

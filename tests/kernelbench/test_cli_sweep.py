@@ -165,3 +165,49 @@ def test_info_refuses_bad_values_in_one_line_and_says_when_there_is_no_choice(tm
     schema.write_dataset(good.filter(pl.col("problem_id") != p[0].problem_id), tmp_path / "one.parquet", {})
     result = CliRunner().invoke(kernelbench, ["info", str(tmp_path / "one.parquet")])
     assert result.exit_code == 0 and "every one of the 2 problems, so nothing can be learned or scored" in result.output
+
+
+HUGE_SPEC = """
+name = "huge"
+[grid]
+batch = [1, 2000000000]
+in_channels = [4]
+out_channels = [8]
+in_hw = [10]
+filter = [3]
+pad = [1]
+"""
+
+
+def test_a_problem_too_big_for_memory_is_unavailable_and_the_rest_is_measured(tmp_path):
+    """batch = 2e9 fits the dataset's int32 but not any machine: refused by the estimate, nothing allocated."""
+    spec = tmp_path / "huge.toml"
+    spec.write_text(HUGE_SPEC)
+    result = CliRunner().invoke(kernelbench, ["sweep", "--spec", str(spec), "-o", str(tmp_path / "run"), *FAST,
+                                              "--max-memory-gb", "4"])
+    assert result.exit_code == 0, result.output
+    frame = read_parts(tmp_path / "run")
+    small, huge = frame.filter(pl.col("batch") == 1), frame.filter(pl.col("batch") == 2_000_000_000)
+    assert set(small["status"]) == {"ok"} and set(huge["status"]) == {"unavailable"} and huge.height == 2
+    assert all(e.startswith("estimated peak memory ") and e.endswith("> max_memory_gb 4.0 GB") for e in huge["error"])
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["isolation"] == "process" and manifest["max_memory_gb"] == 4.0
+
+
+def test_an_integer_beyond_int32_in_a_spec_is_one_line_and_exit_2(tmp_path):
+    spec = tmp_path / "absurd.toml"
+    spec.write_text(HUGE_SPEC.replace("2000000000", "99999999999"))
+    result = CliRunner().invoke(kernelbench, ["sweep", "--spec", str(spec), "-o", str(tmp_path / "run"), *FAST])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: {spec}: grid.batch: 99999999999 is above 2147483647, the largest value the dataset's int32 "
+        "columns hold")
+    assert not (tmp_path / "run").exists()
+
+
+def test_isolation_none_gives_the_same_rows(tmp_path, spec):
+    result = CliRunner().invoke(kernelbench, ["sweep", "--spec", str(spec), "-o", str(tmp_path / "run"), *FAST,
+                                              "--isolation", "none"])
+    assert result.exit_code == 0, result.output
+    assert len(pairs(tmp_path / "run")) == 12 and set(read_parts(tmp_path / "run")["status"]) == {"ok"}
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["isolation"] == "none"

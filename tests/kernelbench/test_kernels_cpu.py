@@ -145,7 +145,9 @@ def test_sweep_records_an_unavailable_kernel_and_goes_on(tmp_path, monkeypatch):
                 "device_label": backend.device_label}
     store = RunStore.open(tmp_path / "run", identity, {})
     entries = [SpaceEntry(problem=CASES["odd_padded_3x3"], network="test", layer="l0")]
-    options = SweepOptions(rule=StoppingRule(warmup=1, min_samples=3, budget_s=0.05), flush_every_s=0)
+    # In-process: the monkeypatch above does not reach a worker process.
+    options = SweepOptions(rule=StoppingRule(warmup=1, min_samples=3, budget_s=0.05), flush_every_s=0,
+                           isolation="none")
     run_sweep(entries, kernels, backend=backend, store=store, options=options, progress=False)
     status = dict(read_parts(tmp_path / "run").select("kernel", "status").iter_rows())
     assert status == {"nnpack": "unavailable", "numpy_im2col_gemm": "ok"}

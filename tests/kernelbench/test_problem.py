@@ -1,10 +1,23 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from kernelbench.errors import InputError
-from kernelbench.problem import FIELDS, ConvProblem, output_size, problem_2d, problem_id_of
+from kernelbench.problem import (
+    FIELDS,
+    INPUT_ITEMSIZE,
+    INT_FIELD_MAX,
+    ConvProblem,
+    memory_estimate,
+    output_size,
+    problem_2d,
+    problem_id_of,
+    tensor_elements,
+)
 from kernelbench.schema import read_dataset
 
 
@@ -56,6 +69,9 @@ def test_problem_id_is_stable_and_depends_on_every_field(small_problem):
         ({"stride_w": 0}, "stride_w"),
         ({"groups": 1.5}, "groups"),
         ({"batch": 2**31}, "batch"),  # datasets store int32
+        ({"batch": 99999999999}, "batch"),  # above int32: the dataset could not hold it
+        ({"in_w": 2**31}, "in_w"),
+        ({"pad_h": 2**30}, "pad_h"),  # every field fits int32, out_h = 2**31 + 7 does not
     ],
 )
 def test_invalid_problems_name_the_field(small_problem, change, field):
@@ -138,3 +154,78 @@ def test_padding_modes_give_miopens_output_sizes(small_problem, mode, out, paddi
 def test_invalid_padding_modes_name_the_field(small_problem, change, words):
     with pytest.raises(InputError, match=rf"pad_mode=.*{words}"):
         ConvProblem(**{**small_problem.as_dict(), **change})
+
+
+def test_int_field_max_is_what_the_dataset_columns_hold():
+    import numpy as np
+    import pyarrow as pa
+
+    from kernelbench.problem import DERIVED_FIELDS, INT_FIELDS
+    from kernelbench.schema import ARROW_SCHEMA
+
+    assert all(ARROW_SCHEMA.field(f).type == pa.int32() for f in INT_FIELDS + DERIVED_FIELDS)
+    assert INT_FIELD_MAX == np.iinfo(np.int32).max
+    assert problem_2d(batch=INT_FIELD_MAX, in_channels=1, out_channels=1, in_h=1, in_w=1, filter_h=1,
+                      filter_w=1).batch == INT_FIELD_MAX
+
+
+def test_memory_estimate_counts_inputs_reference_and_the_largest_workspace():
+    p = problem_2d(batch=2, in_channels=8, out_channels=16, in_h=10, in_w=10, filter_h=3, filter_w=3, pad_h=1, pad_w=1)
+    x, w, y = tensor_elements(p)
+    assert (x, w, y) == (2 * 8 * 100, 16 * 8 * 9, 2 * 16 * 100)
+    columns, kn2row = 2 * 8 * 9 * 100, 2 * 16 * 9 * 100
+    e = memory_estimate(p)
+    assert (e.inputs_bytes, e.reference_bytes) == (4 * (x + w), 8 * y)
+    assert e.reference_work_bytes == 8 * (x + w + columns)
+    assert e.kernel_bytes == 4 * (x + w + y) + 8 * kn2row
+    assert e.peak_bytes == e.inputs_bytes + e.reference_bytes + max(e.reference_work_bytes, e.kernel_bytes)
+    half = memory_estimate(ConvProblem(**{**p.as_dict(), "dtype": "fp16"}))
+    assert half.inputs_bytes == e.inputs_bytes // 2
+    back = memory_estimate(ConvProblem(**{**p.as_dict(), "direction": "bwd_weights"}))
+    assert back.inputs_bytes == 4 * (x + w + y) and back.reference_bytes == 8 * w
+
+
+def test_memory_estimate_of_an_absurd_problem_is_exact_and_allocates_nothing():
+    p = problem_2d(batch=INT_FIELD_MAX, in_channels=64, out_channels=64, in_h=56, in_w=56, filter_h=3, filter_w=3,
+                   pad_h=1, pad_w=1)
+    e = memory_estimate(p)
+    assert e.inputs_bytes == 4 * (INT_FIELD_MAX * 64 * 56 * 56 + 64 * 64 * 9)  # Python ints: no overflow
+    assert e.peak_bytes > 1e16 and e.describe().startswith(f"{e.peak_bytes / 1e9:.1f} GB (inputs ")
+
+
+@pytest.mark.parametrize("dtype", sorted(INPUT_ITEMSIZE))
+def test_input_itemsize_is_what_make_inputs_stores(dtype):
+    from kernelbench.reference import make_inputs
+
+    p = ConvProblem(**{**problem_2d(batch=1, in_channels=2, out_channels=2, in_h=4, in_w=4, filter_h=3,
+                                    filter_w=3).as_dict(), "dtype": dtype})
+    inputs = make_inputs(p, seed=0)
+    assert inputs.x.itemsize == inputs.w.itemsize == INPUT_ITEMSIZE[dtype]
+
+
+MEASURE_PEAK = """
+from kernelbench.problem import problem_2d, memory_estimate
+from kernelbench.sweep import problem_data
+
+def kib(key):
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key + ":")) * 1024
+
+tiny = problem_2d(batch=1, in_channels=1, out_channels=1, in_h=3, in_w=3, filter_h=3, filter_w=3)
+problem_data(tiny, seed=0)  # imports torch and loads its kernels: not part of the problem's memory
+p = problem_2d(batch=16, in_channels=64, out_channels=64, in_h=56, in_w=56, filter_h=3, filter_w=3, pad_h=1, pad_w=1)
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+before = kib("VmRSS")
+problem_data(p, seed=0)
+e = memory_estimate(p)
+print(kib("VmHWM") - before, e.inputs_bytes + e.reference_bytes + e.reference_work_bytes)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc/self/clear_refs")
+def test_memory_estimate_of_inputs_and_reference_is_within_2x_of_the_measured_peak():
+    """The peak RSS of a process grows by what make_inputs and the float64 reference hold (~300 MB here)."""
+    out = subprocess.run([sys.executable, "-c", MEASURE_PEAK], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    measured, estimated = (int(v) for v in out.stdout.split())
+    assert 0.5 * estimated <= measured <= 2 * estimated, (measured, estimated)

@@ -421,6 +421,9 @@ BASE = 'name = "x"\n[grid]\nbatch = 1\nin_channels = 8\nout_channels = 8\nin_hw 
                 list(range(1, 101)))), "describes 1,000,000 problems"),
         (BASE.replace("in_hw = 8", "in_hw = 2").replace("filter = 3", "filter = 5"),
          "the spec yields no valid problem (output size <= 0: 1); check sizes against filter"),
+        (BASE.replace("batch = 1", "batch = 99999999999"),
+         "grid.batch: 99999999999 is above 2147483647, the largest value the dataset's int32 columns hold"),
+        (BASE.replace("in_hw = 8", "in_hw = [8, 2147483648]"), "grid.in_hw: 2147483648 is above 2147483647"),
     ],
 )
 def test_bad_spec_content_names_the_key(tmp_path, text, expected):
@@ -456,6 +459,12 @@ RANDOM_BASE = 'name = "r"\n[random]\ncount = 3\n[random.bounds]\nbatch = 1\nin_c
         (RANDOM_BASE + "stride = {pick = [1, 2]}\n", "random.bounds.stride: expected {choices = [...]} or"),
         (RANDOM_BASE + 'stride = "2"\n', "random.bounds.stride: expected one of positive integers"),
         (RANDOM_BASE.replace("filter = 3", "filtr = 3"), "random.bounds: unknown key 'filtr'"),
+        (RANDOM_BASE.replace("batch = 1", "batch = 99999999999"), "random.bounds.batch: 99999999999 is above 2147483647"),
+        (RANDOM_BASE.replace("batch = 1", "batch = [1, 99999999999]"), "random.bounds.batch: 99999999999 is above"),
+        (RANDOM_BASE.replace("batch = 1", "batch = {range = [1, 99999999999], scale = 'linear'}"),
+         "random.bounds.batch.range: 99999999999 is above"),
+        (RANDOM_BASE.replace("batch = 1", "batch = {choices = [1, 99999999999]}"),
+         "random.bounds.batch.choices: 99999999999 is above"),
         (RANDOM_BASE.replace("[random]", "[random]\ndepthwise = true").replace("filter = 3", "filter = 3\ngroups = 2"),
          "random: depthwise = true sets groups = in_channels"),
     ],

@@ -50,7 +50,9 @@ KERNELS = [
     fake("missing", lambda ref: ref, unavailable=lambda: "not in this build"),
     fake("never", lambda ref: ref, applies=lambda p: "does not apply"),
 ]
-FAST = SweepOptions(rule=StoppingRule(warmup=1, min_samples=3, budget_s=0.05, timeout_s=0.02), flush_every_s=0)
+# In-process: these kernels are closures, which a worker process cannot receive (test_worker.py covers that mode).
+FAST = SweepOptions(rule=StoppingRule(warmup=1, min_samples=3, budget_s=0.05, timeout_s=0.02), flush_every_s=0,
+                    isolation="none")
 
 
 @pytest.fixture
@@ -116,7 +118,7 @@ def test_shards_partition_the_problem_list(tmp_path, entries):
     for i in range(2):
         backend, store = open_store(tmp_path / f"s{i}", KERNELS[:1], shard=Shard(i, 2))
         run_sweep(entries, KERNELS[:1], backend=backend, store=store, progress=False,
-                  options=SweepOptions(rule=FAST.rule, shard=Shard(i, 2)))
+                  options=SweepOptions(rule=FAST.rule, shard=Shard(i, 2), isolation="none"))
         seen.append(set(read_parts(tmp_path / f"s{i}")["problem_id"]))
     assert seen[0].isdisjoint(seen[1])
     assert seen[0] | seen[1] == {e.problem.problem_id for e in entries}
@@ -147,7 +149,7 @@ def test_quiet_wait_re_times_loaded_samples(tmp_path, entries):
 
     meter = Meter()
     backend, store = open_store(tmp_path / "run", KERNELS[:1])
-    options = SweepOptions(rule=FAST.rule, quiet_wait=True)
+    options = SweepOptions(rule=FAST.rule, quiet_wait=True, isolation="none")
     run_sweep(entries[:1], KERNELS[:1], backend=backend, store=store, options=options, progress=False, meter=meter)
     frame = read_parts(tmp_path / "run")
     assert meter.waits == 2 and frame["load"].to_list() == [0.0]
