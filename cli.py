@@ -54,6 +54,7 @@ def kernelbench() -> None:
       kernelbench sweep --space smoke -o runs/smoke      # measure (resumable)
       kernelbench export runs/smoke -o smoke.parquet     # merge into a dataset
       kernelbench info smoke.parquet                     # what is in it
+      kernelbench merge a.parquet b.parquet -o ab.parquet  # one dataset of two devices
     """
 
 
@@ -205,6 +206,31 @@ def export(run_dirs, output, keep_failed, allow_mixed_devices, allow_partial, fm
                        f"{', '.join(m['shard'] for m in shard_set['missing'])} not finished", err=True)
     click.echo(f"wrote {output}: {frame.height:,} rows, {frame['problem_id'].n_unique():,} problems, "
                f"{frame['kernel'].n_unique()} kernels ({fmt} format)")
+
+
+@kernelbench.command()
+@click.argument("datasets", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Dataset file to write.")
+def merge(datasets, output) -> None:
+    """Merge datasets of different devices (or disjoint problems) into one dataset.
+
+    Every row keeps its device label; the metadata lists each source (path, SHA-256, devices,
+    its own metadata).  Refuses inputs of different schema versions and a (problem, kernel,
+    device) measured in two inputs.
+
+    \b
+    Example:
+      kernelbench merge mi100.parquet mi200.parquet -o amd.parquet
+    """
+    import polars as pl
+
+    from kernelbench.export import merge as do_merge
+
+    frame, metadata = do_merge(datasets, output)
+    counts = frame.group_by("device").agg(pl.col("problem_id").n_unique()).sort("device")
+    click.echo(f"wrote {output}: {frame.height:,} rows, {frame.select('problem_id', 'device').n_unique():,} "
+               f"(problem, device) pairs, {frame['kernel'].n_unique()} kernels from {len(metadata['sources'])} datasets; "
+               + ", ".join(f"{d} {n:,} problems" for d, n in counts.iter_rows()))
 
 
 @kernelbench.command()

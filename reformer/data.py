@@ -27,7 +27,7 @@ import polars as pl
 
 from kernelbench.errors import InputError
 from kernelbench.problem import CATEGORICAL_FIELDS, DERIVED_FIELDS, INT_FIELDS
-from kernelbench.schema import read_dataset
+from kernelbench.schema import file_sha256, read_dataset
 
 #: Per-problem columns kept beside the matrix: the problem fields plus ``network`` (for ``--split-by``) and
 #: ``device`` (the device label; with ``problem_id`` it identifies a row).
@@ -108,15 +108,6 @@ class RuntimeMatrix:
                 digest.update("\0".join("" if v is None else str(v) for v in column.to_list()).encode())
         digest.update(np.ascontiguousarray(self.time_ms, dtype=np.float64).tobytes())
         return digest.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes (identifies the exact dataset a model was trained on)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def pivot(frame: pl.DataFrame, *, metadata: dict[str, Any] | None = None, min_kernels: int = 2) -> RuntimeMatrix:
