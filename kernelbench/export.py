@@ -29,7 +29,7 @@ from kernelbench.store import (
 
 PROBLEM_COLUMNS = ("problem_id", *CATEGORICAL_FIELDS, PAD_MODE_FIELD, *INT_FIELDS, *DERIVED_FIELDS)
 #: What identifies a measurement in a merged dataset, and the order of its rows.
-ROW_KEY = ("problem_id", "kernel", "device")
+MEASUREMENT_KEY = ("problem_id", "kernel", "device")
 ROW_ORDER = ("device", "problem_id", "kernel")
 
 
@@ -164,7 +164,7 @@ def merge_runs(
     frame = (
         frame.with_columns((pl.col("status") == "ok").alias("_ok"), pl.col("samples").fill_null(0).alias("_n"))
         .sort(["_ok", "_n"], descending=True)
-        .unique(subset=list(ROW_KEY), keep="first", maintain_order=True)
+        .unique(subset=list(MEASUREMENT_KEY), keep="first", maintain_order=True)
         .drop("_ok", "_n")
         .sort(list(ROW_ORDER))
     )
@@ -281,7 +281,7 @@ def merge_datasets(paths: Sequence[str | os.PathLike[str]]) -> tuple[pl.DataFram
         sources.append({"path": path, "sha256": digest, "rows": frame.height, "devices": labels, "metadata": meta})
         frames.append(frame.with_columns(pl.lit(len(frames)).alias("_source")))
     frame = pl.concat(frames, how="vertical")
-    shared = (frame.group_by(list(ROW_KEY)).agg(pl.col("_source").n_unique().alias("_inputs"))
+    shared = (frame.group_by(list(MEASUREMENT_KEY)).agg(pl.col("_source").n_unique().alias("_inputs"))
               .filter(pl.col("_inputs") > 1).sort(list(ROW_ORDER)))
     if shared.height:
         first = shared.row(0, named=True)
