@@ -229,7 +229,8 @@ def merge(datasets, output) -> None:
     frame, metadata = do_merge(datasets, output)
     counts = frame.group_by("device").agg(pl.col("problem_id").n_unique()).sort("device")
     click.echo(f"wrote {output}: {frame.height:,} rows, {frame.select('problem_id', 'device').n_unique():,} "
-               f"(problem, device) pairs, {frame['kernel'].n_unique()} kernels from {len(metadata['sources'])} datasets; "
+               f"(problem, device) pairs, {frame['kernel'].n_unique()} kernels from {len(metadata['sources'])} "
+               "datasets; "
                + ", ".join(f"{d} {n:,} problems" for d, n in counts.iter_rows()))
 
 

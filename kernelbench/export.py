@@ -319,7 +319,9 @@ def _parquet_metadata(path: str | os.PathLike[str]) -> dict[bytes, bytes]:
         raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
 
 
-def merge(paths: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str]) -> tuple[pl.DataFrame, dict[str, Any]]:
+def merge(
+    paths: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str]
+) -> tuple[pl.DataFrame, dict[str, Any]]:
     """:func:`merge_datasets` and write ``output`` (long format, atomically).  Returns the frame and metadata written.
 
     Raises:

@@ -153,7 +153,8 @@ class CandidateRule:
             "backend": self.backend,
             "evidence": list(self.evidence),
             "devices": list(self.devices),
-            "kernels_by_device_level": [{k: list(v) for k, v in sorted(m.items())} for m in self.kernels_by_device_level],
+            "kernels_by_device_level": [{k: list(v) for k, v in sorted(m.items())}
+                                        for m in self.kernels_by_device_level],
         }
 
     @classmethod

@@ -163,7 +163,8 @@ def make_split(problems: pl.DataFrame, spec: SplitSpec) -> Split:
     if spec.hold_out:
         held = hold_out_mask(problems, spec.hold_out)
         if not held.any():
-            known = "; ".join(f"{column} values: {', '.join(_few_values(problems[column]))}" for column, _ in spec.hold_out)
+            known = "; ".join(f"{column} values: {', '.join(_few_values(problems[column]))}"
+                              for column, _ in spec.hold_out)
             raise InputError(f"--split-by {spec.describe()} matches no problem of the dataset ({known})")
         if held.all():
             raise InputError("--split-by matches every problem of the dataset; nothing is left to train on")

@@ -44,7 +44,8 @@ def test_merge_keeps_every_row_its_device_and_each_sources_provenance(two, tmp_p
     pid = frame_b["problem_id"][0]
     for frame, device in ((frame_a, "synthetic"), (frame_b, "other")):
         mine = merged.filter((pl.col("problem_id") == pid) & (pl.col("device") == device)).sort("kernel")
-        assert mine["time_ms"].to_list() == frame.filter(pl.col("problem_id") == pid).sort("kernel")["time_ms"].to_list()
+        alone = frame.filter(pl.col("problem_id") == pid).sort("kernel")
+        assert mine["time_ms"].to_list() == alone["time_ms"].to_list()
     assert meta["devices"] == {"synthetic": [{"name": "A"}], "other": [{"name": "B"}]}
     assert [s["path"] for s in meta["sources"]] == [str(a), str(b)]
     assert [s["devices"] for s in meta["sources"]] == [["synthetic"], ["other"]]
