@@ -277,7 +277,7 @@ def merge_datasets(paths: Sequence[str | os.PathLike[str]]) -> tuple[pl.DataFram
             for description in (given if isinstance(given, list) else [given]):
                 _add_device(devices, label, description)
         for run in meta.get("runs") or ([{"run_id": meta["run_id"]}] if meta.get("run_id") else []):
-            runs.append({**run, "dataset": path})
+            runs.append({"dataset": path, **run})  # a merged input's runs keep the dataset they came from
         sources.append({"path": path, "sha256": digest, "rows": frame.height, "devices": labels, "metadata": meta})
         frames.append(frame.with_columns(pl.lit(len(frames)).alias("_source")))
     frame = pl.concat(frames, how="vertical")
