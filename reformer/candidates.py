@@ -183,15 +183,15 @@ class CandidateRule:
         if self.kind != "context":
             return f"the {self.backend} kernels' own applicability"
         props = context_columns({k: [v] for k, v in row.items()})
-        text = ", ".join(f"{name}={props[name][0]}" for name in self.fields() if props[name][0] != "")
+        parts = [f"{name}={props[name][0]}" for name in self.levels[self.level]]
         device = props[DEVICE_PROPERTY][0]
-        if not device and self.per_device:
-            text = "device not given, " + text
         if device and self.devices and device not in self.devices:
-            text = f"device={device} (not a training device), " * (not self.per_device) + text
-            if self.per_device:
-                text = text.replace(f"device={device}", f"device={device} (not a training device)", 1)
-        return text
+            parts.insert(0, f"device={device} (not a training device)")
+        elif device and self.per_device:
+            parts.insert(0, f"device={device}")
+        elif self.per_device:
+            parts.insert(0, "device not given")
+        return ", ".join(parts)
 
     def masks(self, columns: Mapping[str, Any], kernels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Candidates of problems given as columns: ``(mask bool [n, len(kernels)], context_seen bool [n])``.
