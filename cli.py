@@ -61,6 +61,7 @@ def kernelbench() -> None:
       kernelbench export runs/smoke -o smoke.parquet     # merge into a dataset
       kernelbench info smoke.parquet                     # what is in it
       kernelbench tune --model model/ --space smoke --top-k 2 -o runs/tuned   # measure only the model's top 2
+      kernelbench merge a.parquet b.parquet -o ab.parquet  # one dataset of two devices
     """
 
 
@@ -340,6 +341,32 @@ def export(run_dirs, output, keep_failed, allow_mixed_devices, allow_partial, fm
 
 
 @kernelbench.command()
+@click.argument("datasets", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Dataset file to write.")
+def merge(datasets, output) -> None:
+    """Merge datasets of different devices (or disjoint problems) into one dataset.
+
+    Every row keeps its device label; the metadata lists each source (path, SHA-256, devices,
+    its own metadata).  Refuses inputs of different schema versions and a (problem, kernel,
+    device) measured in two inputs.
+
+    \b
+    Example:
+      kernelbench merge mi100.parquet mi200.parquet -o amd.parquet
+    """
+    import polars as pl
+
+    from kernelbench.export import merge as do_merge
+
+    frame, metadata = do_merge(datasets, output)
+    counts = frame.group_by("device").agg(pl.col("problem_id").n_unique()).sort("device")
+    click.echo(f"wrote {output}: {frame.height:,} rows, {frame.select('problem_id', 'device').n_unique():,} "
+               f"(problem, device) pairs, {frame['kernel'].n_unique()} kernels from {len(metadata['sources'])} "
+               "datasets; "
+               + ", ".join(f"{d} {n:,} problems" for d, n in counts.iter_rows()))
+
+
+@kernelbench.command()
 @click.argument("dataset", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def info(dataset, as_json) -> None:
@@ -535,7 +562,8 @@ def reformer_fit(dataset: str, model_dir: str, derived: str, fractions: str, spl
     tokens = () if derived.strip().lower() == "none" else tuple(t.strip() for t in derived.split(",") if t.strip())
     config = FitConfig(**options, derived=tokens, split=spec, progress=not quiet)
     matrix = load_matrix(dataset)
-    click.echo(f"{dataset}: {matrix.n_problems} problems, {len(matrix.kernels)} kernels"
+    on = f" ((problem, device) pairs on {len(matrix.devices)} devices)" if len(matrix.devices) > 1 else ""
+    click.echo(f"{dataset}: {matrix.n_problems} problems{on}, {len(matrix.kernels)} kernels"
                f" ({matrix.dropped_problems} problems without an ok row dropped)")
     result = fit(matrix, config, top_ks=top_ks)
     try:
@@ -607,9 +635,13 @@ def reformer_evaluate(model_dir: str, dataset: str, as_json: bool, seed: int, to
               help="Comma-separated kernels to choose from (default: the model's candidates for the problem).")
 @click.option("--top", type=click.IntRange(min=1), default=None,
               help="Print only the first N ranked kernels  [default: every candidate].")
+@click.option("--device", default=None, metavar="LABEL",
+              help="The device label the problem runs on (as in the dataset's device column); a model trained on "
+                   "several devices then offers that device's kernels.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: the ranked list and whether the "
               "problem's context was seen in training.")
-def reformer_select(model_dir: str, problem: str, applicable: str | None, top: int | None, as_json: bool) -> None:
+def reformer_select(model_dir: str, problem: str, applicable: str | None, top: int | None, device: str | None,
+                    as_json: bool) -> None:
     """Rank kernels for one problem with the model in MODEL_DIR, best first.
 
     Without --applicable the list is every candidate the model's rule offers for the problem (see
@@ -625,14 +657,15 @@ def reformer_select(model_dir: str, problem: str, applicable: str | None, top: i
     fields = _parse_problem(problem)
     seen = True
     if names is None:
-        seen = selector.candidate_mask(selector_problem(fields))[1]
-    ranked = selector.select(fields, applicable=names, top=top or len(selector.kernels))
+        seen = selector.candidate_mask(selector_problem(fields), device=device)[1]
+    ranked = selector.select(fields, applicable=names, top=top or len(selector.kernels), device=device)
     unknown = selector.unknown_kernels(names or [])
     if unknown:
         click.echo(f"ignored kernel(s) unknown to the model: {', '.join(unknown)}", err=True)
     if not seen:
         click.echo("warning: the model never saw a training problem of this problem's context "
-                   f"({selector.rule.describe(selector_problem(fields).as_row())}); its candidates come from a "
+                   f"({selector.rule.describe({**selector_problem(fields).as_row(), 'device': device})}); its "
+                   "candidates come from a "
                    "coarser context and the ranking is less reliable", err=True)
     if as_json:
         click.echo(json.dumps({"ranked": [{"kernel": k, "probability": p} for k, p in ranked],

@@ -53,7 +53,7 @@ from threadpoolctl import threadpool_limits
 from kernelbench.problem import ConvProblem
 from reformer.baselines import LightGBMConfig, MLPConfig, fit_lightgbm, fit_mlp, lightgbm_missing
 from reformer.config import FitConfig
-from reformer.data import RuntimeMatrix, load_matrix
+from reformer.data import NON_FIELD_COLUMNS, RuntimeMatrix, load_matrix
 from reformer.metrics import argmax_applicable
 from reformer.selector import Selector
 from reformer.splits import Split, SplitSpec, make_split
@@ -183,8 +183,8 @@ def baseline_models(matrix: RuntimeMatrix, split: Split, full: Split, test: Runt
 
 
 def _problem_fields(row: dict[str, Any]) -> dict[str, Any]:
-    """A matrix problem row as a problem mapping (``network`` is dataset metadata, not a problem field)."""
-    return {k: v for k, v in row.items() if k != "network"}
+    """A matrix problem row as a problem mapping (``network`` and ``device`` are dataset columns, not problem fields)."""
+    return {k: v for k, v in row.items() if k not in NON_FIELD_COLUMNS}
 
 
 def _derived_columns(problem: ConvProblem) -> dict[str, list[int]]:

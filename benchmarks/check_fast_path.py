@@ -21,7 +21,7 @@ import json
 import numpy as np
 import torch
 
-from reformer.data import load_matrix
+from reformer.data import NON_FIELD_COLUMNS, load_matrix
 from reformer.metrics import argmax_applicable
 from reformer.selector import Selector
 from reformer.splits import SplitSpec, make_split
@@ -63,7 +63,7 @@ def main() -> None:
     top2 = -np.sort(-masked, axis=1)[:, :2]
     gaps = (top2[differ, 0] - top2[differ, 1]).tolist()
 
-    rows = list(matrix.problems.drop("network", strict=False).head(args.single).iter_rows(named=True))
+    rows = list(matrix.problems.drop(NON_FIELD_COLUMNS, strict=False).head(args.single).iter_rows(named=True))
     applicable_names = ([matrix.kernels[j] for j in np.flatnonzero(applicable[i])] for i in range(len(rows)))
     single = [selector.select(r, applicable=names)[0][0] for r, names in zip(rows, applicable_names)]
     single_agree = sum(pick == matrix.kernels[eager_picks[i]] for i, pick in enumerate(single))

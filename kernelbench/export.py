@@ -1,4 +1,4 @@
-"""Merge run directories (and their shards) into one dataset file."""
+"""Merge run directories (and their shards) into one dataset file; merge datasets of several devices into one."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kernelbench import schema
@@ -31,6 +32,18 @@ PROBLEM_COLUMNS = ("problem_id", *CATEGORICAL_FIELDS, PAD_MODE_FIELD, *INT_FIELD
 COVERAGE_SWEEP = "every applicable kernel of the sweep's kernel set"
 COVERAGE_TUNE = ("only the kernels a model ranked first (kernelbench tune; see runs[].tune_options), "
                  "not every applicable kernel")
+
+
+#: What identifies a measurement in a merged dataset, and the order of its rows.
+MEASUREMENT_KEY = ("problem_id", "kernel", "device")
+ROW_ORDER = ("device", "problem_id", "kernel")
+
+
+def _add_device(devices: dict[str, list[Any]], label: str, description: Any) -> None:
+    """Record ``description`` under ``label`` unless that description is already there (metadata ``devices``)."""
+    described = devices.setdefault(label, [])
+    if description not in described:
+        described.append(description)
 
 
 def _identity_key(manifest: dict[str, Any]) -> str:
@@ -145,9 +158,7 @@ def merge_runs(
                 }
             runs[key]["parts"] += 1
             runs[key]["rows"] += frame.height
-            described = devices.setdefault(meta["device_label"], [])
-            if meta.get("device") not in described:
-                described.append(meta.get("device"))
+            _add_device(devices, meta["device_label"], meta.get("device"))
     labels = sorted(devices)
     if len(labels) > 1 and not allow_mixed_devices:
         raise InputError(
@@ -159,9 +170,9 @@ def merge_runs(
     frame = (
         frame.with_columns((pl.col("status") == "ok").alias("_ok"), pl.col("samples").fill_null(0).alias("_n"))
         .sort(["_ok", "_n"], descending=True)
-        .unique(subset=["problem_id", "kernel", "device"], keep="first", maintain_order=True)
+        .unique(subset=list(MEASUREMENT_KEY), keep="first", maintain_order=True)
         .drop("_ok", "_n")
-        .sort(["device", "problem_id", "kernel"])
+        .sort(list(ROW_ORDER))
     )
     if not keep_failed:
         frame = frame.filter(pl.col("status") == "ok")
@@ -225,4 +236,107 @@ def export(
         schema.write_dataset(frame, output, {**metadata, "format": "long"})
     else:
         write_wide(to_wide(frame), output, metadata)
+    return frame, metadata
+
+
+def merge_datasets(paths: Sequence[str | os.PathLike[str]]) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Rows of the long-format datasets ``paths`` (e.g. one per device) in one frame, plus merged metadata.
+
+    Every row keeps its ``device`` label.  The metadata's ``devices`` maps each label to every
+    description the sources give for it; ``sources`` keeps each input's path, SHA-256, row count,
+    device labels and its whole metadata; ``runs`` lists the sources' runs; ``source`` and
+    ``coverage`` are the sources' own when they agree (else ``merged`` and a per-source text).
+    Nothing is deduplicated: a (problem, kernel, device) measured in two inputs is refused.
+
+    Raises:
+        InputError: no path, a path given twice (the same bytes), the inputs have different schema
+            versions (or one this kernelbench cannot read), an input is not a long-format dataset, or
+            two inputs hold rows of the same (problem, kernel, device).
+    """
+    if len(paths) < 2:
+        raise InputError("merge needs at least two datasets")
+    versions = {str(p): schema.decode_metadata(_parquet_metadata(p)).get("schema_version") for p in paths}
+    if len(set(map(str, versions.values()))) > 1:
+        listed = ", ".join(f"{p} version {v}" for p, v in versions.items())
+        raise InputError(f"datasets have different schema versions ({listed}); re-export them with one kernelbench "
+                         "version before merging")
+    hashes: dict[str, str] = {}
+    frames: list[pl.DataFrame] = []
+    sources: list[dict[str, Any]] = []
+    devices: dict[str, list[Any]] = {}
+    runs: list[dict[str, Any]] = []
+    for path in map(str, paths):
+        digest = schema.file_sha256(path)
+        if digest in hashes:
+            same = "is given twice" if Path(path).resolve() == Path(hashes[digest]).resolve() else \
+                f"has the same content as {hashes[digest]}"
+            raise InputError(f"{path} {same}; give each dataset once")
+        hashes[digest] = path
+        frame, meta = schema.read_dataset(path)
+        if meta.get("format", "long") != "long":
+            raise InputError(f"{path} is a {meta.get('format')} table; merge reads long-format datasets "
+                             "(export them without --format wide)")
+        meta.pop("schema_version", None)
+        labels = sorted(frame["device"].unique().to_list())
+        known = meta.get("devices") if isinstance(meta.get("devices"), dict) else {}
+        for label in labels:
+            # A label maps to one description (older files) or to the list of descriptions met under it.
+            given = known.get(label, meta.get("device") if len(labels) == 1 else None)
+            for description in (given if isinstance(given, list) else [given]):
+                _add_device(devices, label, description)
+        for run in meta.get("runs") or ([{"run_id": meta["run_id"]}] if meta.get("run_id") else []):
+            runs.append({"dataset": path, **run})  # a merged input's runs keep the dataset they came from
+        sources.append({"path": path, "sha256": digest, "rows": frame.height, "devices": labels, "metadata": meta})
+        frames.append(frame.with_columns(pl.lit(len(frames)).alias("_source")))
+    frame = pl.concat(frames, how="vertical")
+    shared = (frame.group_by(list(MEASUREMENT_KEY)).agg(pl.col("_source").n_unique().alias("_inputs"))
+              .filter(pl.col("_inputs") > 1).sort(list(ROW_ORDER)))
+    if shared.height:
+        first = shared.row(0, named=True)
+        raise InputError(
+            f"{shared.height:,} (problem, kernel, device) measurement(s) are in more than one input, e.g. problem "
+            f"{first['problem_id']} kernel {first['kernel']} on {first['device']}; merge joins datasets of different "
+            "devices or problems (to combine runs of one sweep, export the run directories together)")
+    frame = frame.drop("_source").sort(list(ROW_ORDER), maintain_order=True)
+    source_kinds = sorted({str(s["metadata"].get("source")) for s in sources})
+    coverages = {str(s["metadata"].get("coverage")) for s in sources if s["metadata"].get("coverage")}
+    metadata = {
+        "source": source_kinds[0] if len(source_kinds) == 1 else "merged",
+        "devices": devices,
+        "runs": runs,
+        "sources": sources,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "coverage": (next(iter(coverages)) if len(coverages) == 1 else
+                     "; ".join(f"{', '.join(s['devices'])}: {s['metadata'].get('coverage', 'not stated')}"
+                               for s in sources)),
+    }
+    return frame, metadata
+
+
+def _parquet_metadata(path: str | os.PathLike[str]) -> dict[bytes, bytes]:
+    """The raw key-value metadata of a Parquet file.
+
+    Raises:
+        InputError: the file is missing or not Parquet.
+    """
+    try:
+        return pq.read_schema(path).metadata or {}
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
+
+
+def merge(
+    paths: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str]
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """:func:`merge_datasets` and write ``output`` (long format, atomically).  Returns the frame and metadata written.
+
+    Raises:
+        InputError: see :func:`merge_datasets`; or ``output`` cannot be written.
+    """
+    output = Path(output)
+    schema.remove_stale_temp_files(output.parent, name=output.name)
+    frame, metadata = merge_datasets(paths)
+    schema.write_dataset(frame, output, {**metadata, "format": "long"})
     return frame, metadata

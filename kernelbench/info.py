@@ -16,7 +16,9 @@ A problem's best kernel and its runner-up are a *near-tie* when
 (within 5 %, or more for rows whose ``time_rse`` is large).  ``decided_wins``
 counts only the wins that are not near-ties: a kernel that wins many problems
 by a coin flip has many wins and few decided wins.
-A problem is a (problem_id, device) pair.  A kernel measured more than once on a
+A problem is a (problem_id, device) pair: a dataset of several devices (``kernelbench merge``) counts
+a shape once per device that measured it, and ``per_device`` gives each device's counts.
+A kernel measured more than once on a
 problem (in several runs) counts once, at its median time, as in ``reformer``.
 A problem with a single measured kernel offers no choice: the summary counts
 them (``single_kernel_problems``), since a selector can neither learn from nor
@@ -49,6 +51,7 @@ def summarize(frame: pl.DataFrame) -> dict[str, Any]:
         "problems": problems.height,
         "kernels": frame["kernel"].n_unique(),
         "devices": sorted(frame["device"].unique().to_list()),
+        "per_device": _per_device(frame),
         "directions": _counts(frame.select([*_KEY, "direction"]).unique(), "direction"),
         "dtypes": _counts(frame.select([*_KEY, "dtype"]).unique(), "dtype"),
         "status": _counts(frame, "status"),
@@ -85,6 +88,16 @@ def summarize(frame: pl.DataFrame) -> dict[str, Any]:
         **_load(ok),
     )
     return out
+
+
+def _per_device(frame: pl.DataFrame) -> dict[str, dict[str, int]]:
+    """Per device label: its problems, rows, ok rows and kernels with an ok row."""
+    counts = (frame.group_by("device")
+              .agg(pl.col("problem_id").n_unique().alias("problems"), pl.len().alias("rows"),
+                   (pl.col("status") == "ok").sum().alias("ok_rows"),
+                   pl.col("kernel").filter(pl.col("status") == "ok").n_unique().alias("kernels"))
+              .sort("device"))
+    return {row.pop("device"): {k: int(v) for k, v in row.items()} for row in counts.iter_rows(named=True)}
 
 
 def _load(ok: pl.DataFrame) -> dict[str, Any]:
@@ -143,7 +156,9 @@ def format_summary(summary: dict[str, Any], metadata: dict[str, Any]) -> str:
     lines = [
         (f"rows {summary['rows']:,} ({summary['ok_rows']:,} ok)   problems {summary['problems']:,}   "
          f"kernels {summary['kernels']}"),
-        f"devices: {', '.join(summary['devices'])}",
+        f"devices: {', '.join(summary['devices'])}" if len(summary["devices"]) < 2 else
+        "devices: " + "; ".join(f"{d} {c['problems']:,} problems, {c['ok_rows']:,} ok rows, {c['kernels']} kernels"
+                                for d, c in summary["per_device"].items()),
         "directions: " + ", ".join(f"{k} {v:,}" for k, v in summary["directions"].items()),
         "dtypes: " + ", ".join(f"{k} {v:,}" for k, v in summary["dtypes"].items()),
         "status: " + ", ".join(f"{k} {v:,}" for k, v in summary["status"].items()),

@@ -10,6 +10,7 @@ Metadata is stored as Parquet key-value metadata.  Every key is prefixed with
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -263,6 +264,15 @@ def write_dataset(frame: pl.DataFrame, path: str | os.PathLike[str], metadata: M
     table = frame.to_arrow().cast(ARROW_SCHEMA)
     table = table.replace_schema_metadata(encode_metadata(metadata))
     atomic_write_bytes(Path(path), lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes (identifies the exact dataset a model was trained on, or a merge's source)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -20,6 +20,14 @@ A problem whose context at the chosen level was never seen in training backs
 off to coarser levels, and is flagged (``context_seen`` False).  Every level
 includes the direction, so a problem is never offered a kernel of another
 direction; a direction never seen in training is an error.
+
+Devices: when the training problems come from more than one device (a merged
+dataset, ``kernelbench merge``), every context also includes the ``device``
+label, so kernels recorded on one device are not candidates on another.  A
+problem of a device the rule never saw (or given without a device) backs off
+to the device-free contexts, the union over the training devices, and is
+flagged.  A rule trained on one device keeps device-free contexts (as before
+rows carried their device); a problem that names another device is flagged.
 """
 
 from __future__ import annotations
@@ -47,7 +55,9 @@ CONTEXT_LEVELS: tuple[tuple[str, ...], ...] = (
 
 #: The problem fields :func:`context_columns` reads.
 CONTEXT_INPUTS = ("direction", "dtype", "layout", "spatial_dims", "groups", "in_channels",
-                  *(f"{kind}_{axis}" for kind in ("filter", "stride", "dilation", "pad") for axis in "dhw"))
+                  *(f"{kind}_{axis}" for kind in ("filter", "stride", "dilation", "pad") for axis in "dhw"), "device")
+#: The property that makes a context per device (see the module docstring); "" when a problem has no device.
+DEVICE_PROPERTY = "device"
 
 #: How much lower (absolute) a finer level's validation coverage of the fastest kernel may be than the
 #: coarsest level's for the finer level to be chosen.
@@ -60,7 +70,11 @@ def _int(columns: Mapping[str, Any], name: str, default: int, n: int) -> np.ndar
 
 
 def context_columns(columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Every context property of problems given as columns (arrays or scalars), as string arrays."""
+    """Every context property of problems given as columns (arrays or scalars), as string arrays.
+
+    Besides the properties of :data:`CONTEXT_LEVELS`, ``device`` is the problem's device label
+    (``""`` where the columns have none).
+    """
     n = max(np.asarray(v).reshape(-1).shape[0] for v in columns.values())
 
     def text(name: str, default: str) -> np.ndarray:
@@ -85,6 +99,7 @@ def context_columns(columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
         "stride_kind": np.where(np.logical_and.reduce([s == 1 for s in strides]), "unit", "strided"),
         "dilation_kind": np.where(np.logical_and.reduce([d == 1 for d in dilations]), "unit", "dilated"),
         "pad_kind": np.where(np.logical_and.reduce([p == 0 for p in pads]), "none", "padded"),
+        DEVICE_PROPERTY: text(DEVICE_PROPERTY, ""),
     }
     return {k: np.broadcast_to(np.asarray(v).astype(str), (n,)) for k, v in props.items()}
 
@@ -105,6 +120,9 @@ class CandidateRule:
         kernels_by_level: per level, context key -> kernel names recorded for some training problem.
         backend: for ``applies``, the kernelbench backend whose kernels' ``applies`` decide.
         evidence: per level, validation coverage, mean candidates and unseen share (how the level was chosen).
+        devices: the device labels of the training problems (empty: no device recorded, older rules).
+        kernels_by_device_level: for training problems of more than one device, per level,
+            ``device|context key`` -> kernel names; empty otherwise (device-free contexts only).
     """
 
     kind: str
@@ -113,16 +131,30 @@ class CandidateRule:
     kernels_by_level: tuple[dict[str, tuple[str, ...]], ...] = ()
     backend: str | None = None
     evidence: tuple[dict[str, float], ...] = ()
+    devices: tuple[str, ...] = ()
+    kernels_by_device_level: tuple[dict[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def per_device(self) -> bool:
+        """Contexts include the device (the rule was trained on more than one device)."""
+        return bool(self.kernels_by_device_level)
+
+    def fields(self) -> tuple[str, ...]:
+        """The properties of the chosen level's context, ``device`` first for per-device rules."""
+        return ((DEVICE_PROPERTY,) if self.per_device else ()) + tuple(self.levels[self.level])
 
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "level": self.level,
-            "fields": list(self.levels[self.level]) if self.kind == "context" else None,
+            "fields": list(self.fields()) if self.kind == "context" else None,
             "levels": [list(level) for level in self.levels],
             "kernels_by_level": [{k: list(v) for k, v in sorted(m.items())} for m in self.kernels_by_level],
             "backend": self.backend,
             "evidence": list(self.evidence),
+            "devices": list(self.devices),
+            "kernels_by_device_level": [{k: list(v) for k, v in sorted(m.items())}
+                                        for m in self.kernels_by_device_level],
         }
 
     @classmethod
@@ -134,6 +166,9 @@ class CandidateRule:
             kernels_by_level=tuple({k: tuple(v) for k, v in m.items()} for m in data.get("kernels_by_level", ())),
             backend=data.get("backend"),
             evidence=tuple(data.get("evidence", ())),
+            devices=tuple(data.get("devices", ())),
+            kernels_by_device_level=tuple({k: tuple(v) for k, v in m.items()}
+                                          for m in data.get("kernels_by_device_level", ())),
         )
 
     def cache_key(self, row: Mapping[str, Any]) -> tuple[Any, ...] | None:
@@ -148,7 +183,15 @@ class CandidateRule:
         if self.kind != "context":
             return f"the {self.backend} kernels' own applicability"
         props = context_columns({k: [v] for k, v in row.items()})
-        return ", ".join(f"{name}={props[name][0]}" for name in self.levels[self.level])
+        parts = [f"{name}={props[name][0]}" for name in self.levels[self.level]]
+        device = props[DEVICE_PROPERTY][0]
+        if device and self.devices and device not in self.devices:
+            parts.insert(0, f"device={device} (not a training device)")
+        elif device and self.per_device:
+            parts.insert(0, f"device={device}")
+        elif self.per_device:
+            parts.insert(0, "device not given")
+        return ", ".join(parts)
 
     def masks(self, columns: Mapping[str, Any], kernels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Candidates of problems given as columns: ``(mask bool [n, len(kernels)], context_seen bool [n])``.
@@ -164,14 +207,23 @@ class CandidateRule:
         mask = np.zeros((n, len(kernels)), dtype=bool)
         seen = np.zeros(n, dtype=bool)
         done = np.zeros(n, dtype=bool)
-        for depth in range(self.level, -1, -1):
-            table = self.kernels_by_level[depth]
-            for i, key in enumerate(context_keys(props, self.levels[depth])):
-                if done[i] or key not in table:
-                    continue
-                mask[i, [index[k] for k in table[key] if k in index]] = True
-                done[i] = True
-                seen[i] = depth == self.level
+        # Per-device contexts first (their chosen level is "seen"), then the device-free ones.
+        passes = [(self.kernels_by_device_level, (DEVICE_PROPERTY,))] if self.per_device else []
+        passes.append((self.kernels_by_level, ()))
+        # A one-device rule cannot tell a problem of another device apart: such a problem is never "seen".
+        known_device = (np.isin(props[DEVICE_PROPERTY], ["", *self.devices]) if len(self.devices) == 1
+                        else np.ones(n, dtype=bool))
+        for tables, prefix in passes:
+            for depth in range(self.level, -1, -1):
+                table = tables[depth]
+                for i, key in enumerate(context_keys(props, (*prefix, *self.levels[depth]))):
+                    if done[i] or key not in table:
+                        continue
+                    mask[i, [index[k] for k in table[key] if k in index]] = True
+                    done[i] = True
+                    seen[i] = depth == self.level and tables is passes[0][0] and known_device[i]
+                if done.all():
+                    break
             if done.all():
                 break
         if not done.all():
@@ -248,13 +300,18 @@ def fit_rule(
         return CandidateRule(kind="applies", backend=backend)
     props = context_columns(train_columns)
     tables = tuple(_tables(props, train_measured, kernels, level) for level in CONTEXT_LEVELS)
+    devices = tuple(sorted(set(props[DEVICE_PROPERTY].tolist()) - {""}))
+    device_tables = (tuple(_tables(props, train_measured, kernels, (DEVICE_PROPERTY, *level))
+                           for level in CONTEXT_LEVELS) if len(devices) > 1 else ())
+    common = {"kind": "context", "kernels_by_level": tables, "devices": devices,
+              "kernels_by_device_level": device_tables}
     evidence: list[dict[str, float]] = []
     if validation_columns is None or validation_time_ms is None or len(validation_time_ms) == 0:
-        return CandidateRule(kind="context", level=0, kernels_by_level=tables)
+        return CandidateRule(level=0, **common)
     best = np.argmin(np.where(np.isnan(validation_time_ms), np.inf, validation_time_ms), axis=1)
     rows = np.arange(len(best))
     for depth in range(len(CONTEXT_LEVELS)):
-        rule = CandidateRule(kind="context", level=depth, kernels_by_level=tables)
+        rule = CandidateRule(level=depth, **common)
         mask, seen = rule.masks(validation_columns, kernels)
         evidence.append({
             "coverage": float(mask[rows, best].mean()),
@@ -263,7 +320,7 @@ def fit_rule(
         })
     top = evidence[0]["coverage"]
     level = max(d for d, e in enumerate(evidence) if e["coverage"] >= top - COVERAGE_TOLERANCE)
-    return CandidateRule(kind="context", level=level, kernels_by_level=tables, evidence=tuple(evidence))
+    return CandidateRule(level=level, evidence=tuple(evidence), **common)
 
 
 def rule_from_info(info: Mapping[str, Any], *, model_dir: str | None = None) -> CandidateRule:

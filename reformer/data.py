@@ -1,11 +1,16 @@
 """A runtime dataset as a problems x kernels matrix with an applicability mask.
 
 The dataset (long format, see ``kernelbench.schema``) has one row per
-(problem, kernel); only ``status == "ok"`` rows carry a ``time_ms``.  Here it
-becomes a dense matrix ``time_ms[problem, kernel]`` with ``NaN`` where a
-kernel has no ``ok`` row for a problem, i.e. is *not applicable* (for
+(problem, kernel, device); only ``status == "ok"`` rows carry a ``time_ms``.
+Here it becomes a dense matrix ``time_ms[problem, kernel]`` with ``NaN`` where
+a kernel has no ``ok`` row for a problem, i.e. is *not applicable* (for
 MIOpen find-db imports: not recorded).  Problems without any applicable
 kernel are dropped and counted.
+
+A *problem* of the matrix is a (``problem_id``, ``device``) pair: a dataset that
+merges devices (``kernelbench merge``) has one matrix row per device that
+measured the problem, each with its own times, and the kernel vocabulary is
+the union of the devices' kernels.  Times are never pooled across devices.
 
 A problem with a single measured kernel teaches a selector nothing (there is
 no choice to learn) and is scored as a perfect pick whatever the model says.
@@ -29,12 +34,17 @@ import polars as pl
 
 from kernelbench.errors import InputError
 from kernelbench.problem import CATEGORICAL_FIELDS, DERIVED_FIELDS, INT_FIELDS
-from kernelbench.schema import read_dataset
+from kernelbench.schema import file_sha256, read_dataset
 
 #: Share of problems with a single measured kernel from which :func:`load_matrix` warns (they inflate metrics).
 SINGLE_KERNEL_WARN_SHARE = 0.1
-#: Per-problem columns kept beside the matrix: the problem fields plus ``network`` (for ``--split-by``).
-PROBLEM_COLUMNS = ("problem_id", *CATEGORICAL_FIELDS, *INT_FIELDS, *DERIVED_FIELDS, "network")
+#: Per-problem columns kept beside the matrix: the problem fields plus ``network`` (for ``--split-by``) and
+#: ``device`` (the device label; with ``problem_id`` it identifies a row).
+PROBLEM_COLUMNS = ("problem_id", *CATEGORICAL_FIELDS, *INT_FIELDS, *DERIVED_FIELDS, "network", "device")
+#: Columns of a matrix row that are not fields of a :class:`kernelbench.problem.ConvProblem`.
+NON_FIELD_COLUMNS = ("network", "device")
+#: What identifies a matrix row (and orders the rows).
+ROW_KEY = ("problem_id", "device")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -42,11 +52,11 @@ class RuntimeMatrix:
     """Runtimes of every kernel on every problem of a dataset.
 
     Attributes:
-        problems: one row per problem (columns :data:`PROBLEM_COLUMNS`), sorted by ``problem_id``;
-            row ``i`` describes row ``i`` of ``time_ms``.
+        problems: one row per (problem, device) (columns :data:`PROBLEM_COLUMNS`), sorted by
+            ``problem_id`` then ``device``; row ``i`` describes row ``i`` of ``time_ms``.
         kernels: kernel names, the columns of ``time_ms``.
         time_ms: float64 ``[n_problems, n_kernels]``, ``NaN`` where the kernel is not applicable.
-        dropped_problems: problems of the source without any ``ok`` row (not in ``problems``).
+        dropped_problems: (problem, device) pairs of the source without any ``ok`` row (not in ``problems``).
         metadata: the dataset's metadata plus ``path`` and ``sha256`` of the file it came from.
     """
 
@@ -70,6 +80,11 @@ class RuntimeMatrix:
         """Problems with exactly one applicable kernel: nothing to choose, nothing to learn or score."""
         return int(np.count_nonzero(self.applicable.sum(axis=1) == 1))
 
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """The device labels of the rows, sorted."""
+        return tuple(sorted(self.problems["device"].unique().to_list()))
+
     def subset(self, rows: np.ndarray) -> RuntimeMatrix:
         """The problems at integer positions ``rows`` (same kernels, same metadata)."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -91,11 +106,15 @@ class RuntimeMatrix:
         Unlike the file's hash it ignores metadata such as the creation time, so
         re-importing or re-exporting the same measurements gives the same digest
         (``reformer ablate`` keys its cells on it, so a grid resumes on a re-import).
+        The ``device`` column counts only when the rows span more than one device: a
+        single-device matrix hashes as it did before rows carried their device.
         """
         digest = hashlib.sha256()
         digest.update("\0".join(self.kernels).encode())
         for name in sorted(self.problems.columns):
             column = self.problems[name]
+            if name == "device" and column.n_unique() <= 1:
+                continue
             digest.update(name.encode())
             if column.dtype.is_numeric():
                 digest.update(np.ascontiguousarray(column.to_numpy()).tobytes())
@@ -105,20 +124,12 @@ class RuntimeMatrix:
         return digest.hexdigest()
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes (identifies the exact dataset a model was trained on)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def pivot(frame: pl.DataFrame, *, metadata: dict[str, Any] | None = None, min_kernels: int = 2) -> RuntimeMatrix:
     """Pivot a conformed long-format dataset frame into a :class:`RuntimeMatrix`.
 
-    Repeated ``ok`` rows of one (problem, kernel) pair are reduced to their
-    median ``time_ms``.
+    A row of the matrix is a (problem, device) pair (rows sorted by ``problem_id``, then
+    ``device``).  Repeated ``ok`` rows of one (problem, device, kernel) are reduced to their
+    median ``time_ms``; rows of different devices are never pooled.
 
     Raises:
         InputError: no ``ok`` rows, fewer than ``min_kernels`` kernels with an ``ok`` row, or no
@@ -133,19 +144,20 @@ def pivot(frame: pl.DataFrame, *, metadata: dict[str, Any] | None = None, min_ke
             f"dataset has {len(kernels)} kernel(s) with measurements ({', '.join(kernels)}); "
             f"selecting needs at least {min_kernels}"
         )
-    all_ids = frame["problem_id"].n_unique()
+    key = list(ROW_KEY)
+    all_ids = frame.select(key).n_unique()
     problems = (
         ok.select([c for c in PROBLEM_COLUMNS if c != "network"])
-        .unique(subset="problem_id", keep="first")
-        .sort("problem_id")
+        .unique(subset=key, keep="first")
+        .sort(key)
     )
-    # network is per row in the schema; a problem keeps its first non-null one.
-    networks = ok.group_by("problem_id").agg(pl.col("network").drop_nulls().first())
-    problems = problems.join(networks, on="problem_id", how="left").sort("problem_id")
-    times = ok.group_by("problem_id", "kernel").agg(pl.col("time_ms").median())
-    row = pl.DataFrame({"problem_id": problems["problem_id"], "_row": np.arange(problems.height)})
+    # network is per row in the schema; a (problem, device) keeps its first non-null one.
+    networks = ok.group_by(key).agg(pl.col("network").drop_nulls().first())
+    problems = problems.join(networks, on=key, how="left").sort(key)
+    times = ok.group_by(*key, "kernel").agg(pl.col("time_ms").median())
+    row = problems.select(key).with_columns(pl.Series("_row", np.arange(problems.height)))
     col = pl.DataFrame({"kernel": list(kernels), "_col": np.arange(len(kernels))})
-    times = times.join(row, on="problem_id").join(col, on="kernel")
+    times = times.join(row, on=key).join(col, on="kernel")
     matrix = np.full((problems.height, len(kernels)), np.nan)
     matrix[times["_row"].to_numpy(), times["_col"].to_numpy()] = times["time_ms"].to_numpy()
     if not (np.count_nonzero(~np.isnan(matrix), axis=1) >= 2).any():

@@ -87,13 +87,17 @@ class Selector:
         """
         return self.rule.masks(columns, self.kernels)
 
-    def candidate_mask(self, problem: ProblemLike) -> tuple[np.ndarray, bool]:
+    def candidate_mask(self, problem: ProblemLike, *, device: str | None = None) -> tuple[np.ndarray, bool]:
         """One problem's candidates (bool ``[n_kernels]``) and whether its context was seen in training.
 
+        ``device`` is the label of the device the problem runs on (a model trained on several devices
+        offers that device's kernels; None: the union over its training devices, flagged unseen).
         Cached per context: the rule depends only on the problem's coarse properties (and, for ``applies``
         rules, is evaluated per problem).
         """
         row = problem.as_row() if isinstance(problem, ConvProblem) else problem
+        if device is not None:
+            row = {**row, "device": device}
         key = self.rule.cache_key(row)
         if key is None or key not in self._masks:
             mask, seen = self.rule.masks({k: [v] for k, v in row.items()}, self.kernels)
@@ -120,11 +124,12 @@ class Selector:
         """
         return self.fast.probabilities(self.trained.encoder.encode(columns), applicable)
 
-    def select(self, problem: ProblemLike, applicable: Iterable[str] | None = None, top: int = 1) -> list[tuple[str, float]]:
+    def select(self, problem: ProblemLike, applicable: Iterable[str] | None = None, top: int = 1, *,
+               device: str | None = None) -> list[tuple[str, float]]:
         """The ``top`` most probable kernels for one problem: ``[(kernel, probability), ...]``, best first.
 
-        Without ``applicable``, the model's candidates for the problem are ranked (probabilities are the
-        softmax over them); with it, the named kernels.
+        Without ``applicable``, the model's candidates for the problem (on ``device``, see
+        :meth:`candidate_mask`) are ranked (probabilities are the softmax over them); with it, the named kernels.
 
         Raises:
             InputError: the problem is invalid, ``applicable`` names no known kernel, or the problem's
@@ -134,7 +139,7 @@ class Selector:
             raise InputError(f"--top must be >= 1, got {top}")
         if applicable is None:
             problem = problem if isinstance(problem, ConvProblem) else ConvProblem.from_mapping(problem)
-        mask = self.candidate_mask(problem)[0] if applicable is None else self.mask(applicable)
+        mask = self.candidate_mask(problem, device=device)[0] if applicable is None else self.mask(applicable)
         return self.fast.select_one(problem, mask, top=top)
 
     def select_many(

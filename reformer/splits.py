@@ -9,6 +9,14 @@ A problem is never on two sides.  Three modes:
 * ``hold_out`` (``--split-by COLUMN=VALUE,...``): problems matching are the
   test split; the rest is split into train / validation at the ratio of the
   first two fractions (by group if ``group_by`` is set).
+
+A problem is a row of the runtime matrix, a (problem, device) pair: in a
+dataset of several devices, the random split may train on a shape measured on
+one device and test the same shape on another.  ``device=LABEL`` holds a whole
+device out.  Groups are built from the problem's integer fields only, so
+``group_by`` keeps every device's row of a shape on one side (and, with
+``device=LABEL``, also keeps the other devices' rows of the test device's
+shapes out of training: the test then measures new shapes on a new device).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from kernelbench.problem import INT_FIELDS
 
 GROUPINGS = ("geometry", "layer")
 #: Problem columns ``--split-by`` may name.
-SPLIT_BY_COLUMNS = ("direction", "dtype", "layout", "network", *INT_FIELDS)
+SPLIT_BY_COLUMNS = ("device", "direction", "dtype", "layout", "network", *INT_FIELDS)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -134,6 +142,12 @@ def hold_out_mask(problems: pl.DataFrame, hold_out: tuple[tuple[str, tuple[str, 
     return mask
 
 
+def _few_values(column: pl.Series, limit: int = 8) -> list[str]:
+    """The distinct values of a column as text, at most ``limit`` of them (then ``...``)."""
+    values = sorted({"" if v is None else str(v) for v in column.unique().to_list()})
+    return values[:limit] + (["..."] if len(values) > limit else [])
+
+
 def make_split(problems: pl.DataFrame, spec: SplitSpec) -> Split:
     """Split the problem rows of a runtime matrix.
 
@@ -149,7 +163,9 @@ def make_split(problems: pl.DataFrame, spec: SplitSpec) -> Split:
     if spec.hold_out:
         held = hold_out_mask(problems, spec.hold_out)
         if not held.any():
-            raise InputError(f"--split-by {spec.describe()} matches no problem of the dataset")
+            known = "; ".join(f"{column} values: {', '.join(_few_values(problems[column]))}"
+                              for column, _ in spec.hold_out)
+            raise InputError(f"--split-by {spec.describe()} matches no problem of the dataset ({known})")
         if held.all():
             raise InputError("--split-by matches every problem of the dataset; nothing is left to train on")
         test = everything[held]

@@ -85,3 +85,12 @@ def synthetic_frame(n: int = 400, *, seed: int = 0, directions: tuple[str, ...] 
 
 def write_synthetic(path: str | os.PathLike[str], n: int = 400, *, seed: int = 0, **kwargs) -> None:
     schema.write_dataset(synthetic_frame(n, seed=seed, **kwargs), path, {"device": "synthetic", "generator": "tests"})
+
+
+def synthetic_device_frame(n: int = 200, *, seed: int = 0, device: str = "other", speedup: float = 3.0,
+                           without: tuple[str, ...] = ("winograd",)) -> pl.DataFrame:
+    """The problems of :func:`synthetic_frame` measured on a second device: ``gemm`` is ``speedup`` times
+    faster there and the kernels ``without`` are not recorded, so winners and applicability differ."""
+    frame = synthetic_frame(n, seed=seed).filter(~pl.col("kernel").is_in(list(without)))
+    faster = pl.when(pl.col("kernel") == "gemm").then(pl.col("time_ms") / speedup).otherwise(pl.col("time_ms"))
+    return frame.with_columns(faster.alias("time_ms"), pl.lit(device).alias("device"))

@@ -17,6 +17,7 @@ from reformer.baselines import (
     fit_mlp,
     lightgbm_missing,
 )
+from reformer.data import NON_FIELD_COLUMNS
 from reformer.metrics import argmax_applicable, first_applicable, oracle_picks, selection_metrics
 from reformer.splits import SplitSpec, make_split
 
@@ -38,7 +39,7 @@ def lgbm(matrix, split):
 
 
 def _rows(matrix, rows):
-    return [{k: v for k, v in r.items() if k != "network"} for r in matrix.subset(rows).problems.to_dicts()]
+    return [{k: v for k, v in r.items() if k not in NON_FIELD_COLUMNS} for r in matrix.subset(rows).problems.to_dicts()]
 
 
 def _metrics(matrix, split, selector):

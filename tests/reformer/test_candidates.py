@@ -79,3 +79,32 @@ def test_membership_term_interpolates_between_the_closed_and_the_candidate_softm
     assert soft_cross_entropy(logits, target, measured, candidates=candidates, membership_weight=1.0).item() == pytest.approx(open_.item())
     half = soft_cross_entropy(logits, target, measured, candidates=candidates, membership_weight=0.5).item()
     assert closed.item() < half < open_.item()
+
+
+def test_contexts_are_per_device_when_training_spans_devices_and_an_unknown_device_backs_off():
+    train = [{**problem(filt=1), "device": "A"}, {**problem(filt=1), "device": "B"}]
+    measured = np.array([[True, False, False], [False, True, False]])  # a1x1 recorded on A, b on B
+    rule = fit_rule(kernels=KERNELS, train_columns=columns(train), train_measured=measured)
+    assert rule.devices == ("A", "B") and rule.fields()[0] == "device"
+    queries = [{**problem(filt=1), "device": d} for d in ("A", "B", "C")]
+    mask, seen = rule.masks(columns(queries), KERNELS)
+    assert mask.tolist() == [[True, False, False], [False, True, False], [True, True, False]]
+    assert seen.tolist() == [True, True, False]
+    # Without a device the problem is of an unknown device as well.
+    mask, seen = rule.masks(columns([problem(filt=1)]), KERNELS)
+    assert mask.tolist() == [[True, True, False]] and not seen[0]
+    again = CandidateRule.from_json(json.loads(json.dumps(rule.to_json())))
+    assert again.masks(columns(queries), KERNELS)[0].tolist() == rule.masks(columns(queries), KERNELS)[0].tolist()
+    assert rule.describe(queries[0]).startswith("device=A, direction=fwd")
+
+
+def test_a_one_device_rule_keeps_device_free_contexts_and_flags_another_device():
+    train = [{**problem(filt=1), "device": "A"}]
+    rule = fit_rule(kernels=KERNELS, train_columns=columns(train), train_measured=np.array([[True, True, False]]))
+    assert not rule.per_device and rule.to_json()["fields"] == list(CONTEXT_LEVELS[0])
+    mask, seen = rule.masks(columns([{**problem(filt=1), "device": d} for d in ("A", "Z")]), KERNELS)
+    assert mask.tolist() == [[True, True, False]] * 2 and seen.tolist() == [True, False]
+    assert rule.masks(columns([problem(filt=1)]), KERNELS)[1].tolist() == [True]
+    # A rule saved before rules knew devices still loads and answers as it did.
+    old = {k: v for k, v in rule.to_json().items() if k not in ("devices", "kernels_by_device_level")}
+    assert CandidateRule.from_json(old).masks(columns([problem(filt=1)]), KERNELS)[1].tolist() == [True]

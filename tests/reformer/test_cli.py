@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from cli import reformer
 from kernelbench import schema
-from tests.reformer.synthetic import synthetic_frame, write_synthetic
+from tests.reformer.synthetic import synthetic_device_frame, synthetic_frame, write_synthetic
 
 PROBLEM = "batch=8,in_channels=64,in_h=56,in_w=56,out_channels=64,filter_h=3,filter_w=3,pad_h=1,pad_w=1,dtype=fp32,direction=fwd"
 KEYS = ["top1", "within5", "oracle_ratio", "sum_ratio", "mean_pick_ms", "speedup_static_sum",
@@ -251,3 +251,25 @@ def test_select_refuses_a_field_given_twice_and_integers_out_of_bounds(fitted):
         result = CliRunner().invoke(reformer, ["select", str(root / "model"), "--problem", problem])
         assert result.exit_code == 2, (problem, result.output)
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (problem, result.stderr)
+
+
+def test_a_model_of_two_devices_offers_each_device_its_own_kernels(tmp_path):
+    both = pl.concat([synthetic_frame(200, seed=2), synthetic_device_frame(200, seed=2)])  # no winograd on "other"
+    schema.write_dataset(both, tmp_path / "ab.parquet", {"source": "test"})
+    result = run("fit", tmp_path / "ab.parquet", "-o", tmp_path / "m", "--epochs", 1, "--min-steps", 0, "--dim", 16,
+                 "--blocks", 1, "--batch-size", 64, "--threads", 1, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "400 problems ((problem, device) pairs on 2 devices)" in result.output
+
+    def ranked(*device):
+        out = run("select", tmp_path / "m", "--problem", PROBLEM, *device, "--json")
+        return {r["kernel"] for r in json.loads(out.stdout)["ranked"]}, json.loads(out.stdout)["context_seen"], out
+
+    on_synthetic, seen_synthetic, _ = ranked("--device", "synthetic")
+    on_other, seen_other, _ = ranked("--device", "other")
+    assert "winograd" in on_synthetic and "winograd" not in on_other and seen_synthetic and seen_other
+    anywhere, seen, out = ranked()
+    assert anywhere == on_synthetic | on_other and not seen and "device not given" in out.stderr
+    held = run("fit", tmp_path / "ab.parquet", "-o", tmp_path / "m2", "--split-by", "device=other", "--epochs", 1,
+               "--min-steps", 0, "--dim", 16, "--blocks", 1, "--batch-size", 64, "--threads", 1, "--quiet")
+    assert "test = problems with device in {other}" in held.output and "test 200" in held.output

@@ -93,3 +93,29 @@ def test_load_matrix_warns_when_many_problems_have_a_single_kernel(tmp_path, sin
     load_matrix(path, warn=said.append)
     assert said == ([f"{path}: 1 of 3 problems (33%) have a single measured kernel: they teach nothing and count as "
                      "perfect picks, so metrics look better than the selector is"] if warned else [])
+
+
+def test_pivot_keeps_each_device_of_a_problem_apart():
+    both = pl.concat([
+        frame([(0, "a", "ok", 1.0), (0, "b", "ok", 2.0), (1, "a", "ok", 5.0), (1, "b", "ok", 6.0)]),
+        frame([(0, "a", "ok", 9.0), (0, "b", "ok", 3.0), (0, "c", "ok", 4.0), (0, "a", "ok", 7.0)])
+        .with_columns(pl.lit("e").alias("device")),
+    ])
+    m = pivot(both)
+    assert m.kernels == ("a", "b", "c")  # the union of the devices' kernels
+    assert m.devices == ("d", "e")
+    assert list(zip(m.problems["problem_id"], m.problems["device"])) == sorted(
+        [(P[0].problem_id, "d"), (P[0].problem_id, "e"), (P[1].problem_id, "d")])
+    at = {(p, d): i for i, (p, d) in enumerate(zip(m.problems["problem_id"], m.problems["device"]))}
+    on_d = m.time_ms[at[P[0].problem_id, "d"]]
+    assert on_d.tolist()[:2] == [1.0, 2.0] and np.isnan(on_d[2])
+    assert m.time_ms[at[P[0].problem_id, "e"]].tolist() == [8.0, 3.0, 4.0]  # median within device e only
+
+
+def test_a_single_device_hashes_as_before_rows_carried_their_device():
+    one = frame([(0, "a", "ok", 1.0), (0, "b", "ok", 2.0), (1, "a", "ok", 3.0)])
+    renamed = one.with_columns(pl.lit("elsewhere").alias("device"))
+    assert pivot(one).content_sha256() == pivot(renamed).content_sha256()
+    two = pl.concat([one, renamed])
+    relabelled = pl.concat([one, renamed.with_columns(pl.lit("x").alias("device"))])
+    assert pivot(two).content_sha256() != pivot(relabelled).content_sha256()

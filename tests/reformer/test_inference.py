@@ -13,6 +13,7 @@ import torch
 from kernelbench.errors import InputError
 from kernelbench.problem import problem_2d
 from reformer import Selector
+from reformer.data import NON_FIELD_COLUMNS
 from reformer.features import FeatureEncoder
 from reformer.inference import FastReformer, problem_columns
 from reformer.model import ModelConfig, Reformer
@@ -198,8 +199,8 @@ def test_selector_uses_the_fast_path_and_names_unknown_kernels(model_dir):
 
 
 def _mapping(row: dict) -> dict:
-    """A matrix problem row as a problem mapping (``network`` is dataset metadata, not a problem field)."""
-    return {k: v for k, v in row.items() if k != "network"}
+    """A matrix problem row as a problem mapping (``network`` and ``device`` are dataset columns, not problem fields)."""
+    return {k: v for k, v in row.items() if k not in NON_FIELD_COLUMNS}
 
 
 # ---------------------------------------------------------------- the MIOpen MI100 find-db, sampled

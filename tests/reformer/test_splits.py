@@ -1,4 +1,5 @@
 import numpy as np
+import polars as pl
 import pytest
 
 from kernelbench.errors import InputError
@@ -67,3 +68,20 @@ def test_split_by_matching_nothing_or_everything_is_an_input_error(matrix):
         make_split(matrix.problems, SplitSpec(hold_out=(("layout", ("NCHW",)),)))
     with pytest.raises(InputError, match="fractions"):
         make_split(matrix.problems, SplitSpec(fractions=(0.5, 0.1, 0.1)))
+
+
+def test_split_by_device_holds_one_device_out_and_group_by_keeps_a_shapes_devices_together():
+    from reformer.data import pivot
+    from tests.reformer.synthetic import synthetic_device_frame, synthetic_frame
+
+    two = pivot(pl.concat([synthetic_frame(60), synthetic_device_frame(40)]))
+    split = make_split(two.problems, SplitSpec(hold_out=parse_split_by("device=other")))
+    device = two.problems["device"].to_numpy()
+    assert (device[split.test] == "other").all() and len(split.test) == 40
+    assert (device[np.concatenate([split.train, split.validation])] == "synthetic").all()
+    grouped = make_split(two.problems, SplitSpec(group_by="geometry", seed=1))
+    ids = two.problems["problem_id"].to_numpy()
+    sides = [set(ids[rows]) for rows in grouped.sides().values()]
+    assert not (sides[0] & sides[1]) and not (sides[0] & sides[2]) and not (sides[1] & sides[2])
+    with pytest.raises(InputError, match="device values: other, synthetic"):
+        make_split(two.problems, SplitSpec(hold_out=parse_split_by("device=mi100")))
