@@ -19,7 +19,7 @@ from kernelbench.errors import InputError, RunAborted
 # Torch-free: the fit options and their choice lists are defined once, there.
 from reformer.config import ACTIVATIONS, BLOCKS, CANDIDATES, LABELS, PATHS, PRECISIONS, SCHEDULES, FitConfig
 from reformer.splits import GROUPINGS
-from kernelbench.worker import ISOLATIONS, KILL_GRACE_S
+from kernelbench.measure import ISOLATIONS, KILL_GRACE_S
 
 
 _DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)

@@ -6,7 +6,7 @@ sweep (:mod:`kernelbench.sweep`) sends every (problem, kernel) task to one
 long-lived child process and waits for the row with a deadline:
 
 * The child does exactly what the in-process sweep does (inputs, float64
-  reference, :func:`kernelbench.sweep.measure_kernel`): timing stays inside the
+  reference, :func:`kernelbench.measure.measure_kernel`): timing stays inside the
   child, so no inter-process traffic falls inside or between the timed runs.
   Inputs and reference are computed once per problem and reused for its kernels.
 * Before each step that runs kernel code (prepare, the checked run, each warm-up
@@ -50,9 +50,6 @@ from collections.abc import Sequence
 from multiprocessing.connection import wait as wait_any
 from typing import Any
 
-#: The sweep's ``isolation`` values: ``process`` measures in a worker process the sweep can kill,
-#: ``none`` in the sweep's own process.
-ISOLATIONS = ("process", "none")
 #: What the child is doing; the index is stored in shared memory beside the deadline.
 STEPS = ("idle", "starting", "inputs and reference", "prepare", "checked run", "timing", "quiet wait")
 
@@ -61,10 +58,6 @@ TIMED_OUT = "timed_out"
 DIED = "died"
 UNLOADABLE = "unloadable"
 
-#: Default ``kill_grace_s`` of the sweep: seconds a step may run past ``timeout_s`` before the worker is
-#: killed.  A run that ends within it is still measured (and recorded as ``timeout``); the grace
-#: absorbs scheduling delays on a loaded machine and the first call's compilation on a GPU.
-KILL_GRACE_S = 10.0
 #: Seconds the parent waits for a new child to import its libraries and report ready.
 START_TIMEOUT_S = 300.0
 #: Seconds the parent waits for a child asked to stop before killing it.
@@ -92,7 +85,7 @@ class Failure:
 
 @dataclasses.dataclass(frozen=True)
 class Done:
-    """A task's row and the seconds its timing loop took (see :func:`kernelbench.sweep.measure_kernel`)."""
+    """A task's row and the seconds its timing loop took (see :func:`kernelbench.measure.measure_kernel`)."""
 
     row: dict[str, Any]
     timed_s: float
@@ -342,7 +335,7 @@ def child_main(conn: Any, shared: Any, backend_name: str, threads: int) -> None:
         from kernelbench.device import keep_freed_memory
         from kernelbench.kernels.registry import all_kernels
         from kernelbench.load import LoadMeter
-        from kernelbench.sweep import measure_kernel, problem_data, set_threads
+        from kernelbench.measure import measure_kernel, problem_data, set_threads
 
         set_threads(threads)
         keep_freed_memory()
@@ -369,7 +362,7 @@ def child_main(conn: Any, shared: Any, backend_name: str, threads: int) -> None:
         try:
             kernel = pickle.loads(payload) if how == "pickle" else registry[payload]
         except Exception as exc:  # noqa: BLE001 - e.g. its module is not importable here
-            from kernelbench.sweep import error_text
+            from kernelbench.measure import error_text
 
             conn.send(("kernel_failed", f"the worker process cannot load the kernel: {error_text(exc)}"))
             continue
@@ -382,7 +375,7 @@ def child_main(conn: Any, shared: Any, backend_name: str, threads: int) -> None:
             except Exception as exc:  # noqa: BLE001 - every kernel of the problem is told
                 cached = (key, exc)
         if isinstance(cached[1], Exception):
-            from kernelbench.sweep import error_text
+            from kernelbench.measure import error_text
 
             watch("idle", math.inf)
             conn.send(("setup_failed", error_text(cached[1])))

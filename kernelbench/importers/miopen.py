@@ -45,7 +45,7 @@ from kernelbench.importers.miopen_fdb import (
 from kernelbench.importers.miopen_key import PROBLEM_COLUMNS, parse_keys
 from kernelbench.importers.report import ImportReport, raise_first, skip_frame, summarize_skips
 from kernelbench.importers.textfile import iter_lines
-from kernelbench.problem import DEFAULT_PAD_MODE, FIELDS, PAD_MODE_FIELD
+from kernelbench.problem import DEFAULT_PAD_MODE, PAD_MODE_FIELD
 from kernelbench.schema import POLARS_SCHEMA, conform
 from kernelbench.validate import output_size_columns, problem_ids
 

@@ -63,7 +63,6 @@ from kernelbench.problem import (
     same_output_size,
     valid_output_size,
 )
-from kernelbench.validate import output_size_columns
 
 #: Rejection reasons.
 MALFORMED_KEY = "malformed_key"

@@ -100,7 +100,7 @@ def tune(path, entries, selector, options, *, kernel_list=None, **run):
     store = open_store(path, backend.device_label)
     ranking = rank_problems(selector, entries, kernel_list)
     summary = run_sweep(entries, kernel_list, backend=backend, store=store, progress=False,
-                        options=SweepOptions(rule=RULE, flush_every_s=0), plan=plan_from(ranking, options), **run)
+                        options=SweepOptions(rule=RULE, flush_every_s=0, isolation="none"), plan=plan_from(ranking, options), **run)
     return ranking, summary
 
 
@@ -297,11 +297,15 @@ def test_tune_command_export_and_compare_end_to_end(tmp_path, spec, model_dir):
 
 @pytest.fixture
 def other_device_model(tmp_path, model_dir):
+    import dataclasses
+
+    from reformer.store import load_model, save_model
+
     directory = tmp_path / "other-model"
-    shutil.copytree(model_dir, directory)
-    config = json.loads((directory / "config.json").read_text())
-    config["dataset"]["metadata"]["devices"] = {"miopen:gfx908:120": {}}
-    (directory / "config.json").write_text(json.dumps(config))
+    trained = load_model(model_dir)
+    dataset = {**trained.info["dataset"], "metadata": {**trained.info["dataset"]["metadata"],
+                                                       "devices": {"miopen:gfx908:120": [{}]}}}
+    save_model(directory, dataclasses.replace(trained, info={**trained.info, "dataset": dataset}))
     return directory
 
 

@@ -140,7 +140,7 @@ def test_worker_rows_equal_in_process_rows_except_for_times(tmp_path):
     _, worker_rows = sweep(tmp_path / "w", kernels, n=2)
     inproc = SweepOptions(rule=FAULTS.rule, flush_every_s=0, isolation="none")
     _, inproc_rows = sweep(tmp_path / "n", kernels, n=2, options=inproc)
-    varying = {"time_ms", "time_ms_min", "time_ms_iqr", "samples", "load", "run_id"}
+    varying = {"time_ms", "time_ms_min", "time_ms_iqr", "time_rse", "measure_s", "samples", "load", "run_id"}
     for name in worker_rows:
         a = {k: v for k, v in worker_rows[name].items() if k not in varying}
         b = {k: v for k, v in inproc_rows[name].items() if k not in varying}
