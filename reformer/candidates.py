@@ -33,6 +33,7 @@ rows carried their device); a problem that names another device is flagged.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -240,19 +241,29 @@ class CandidateRule:
         return mask, seen
 
     def _applies_masks(self, columns: Mapping[str, Any], kernels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        from kernelbench.kernels.registry import all_kernels
         from kernelbench.problem import FIELDS, ConvProblem
 
-        by_name = {k.name: k for k in all_kernels(self.backend or "cpu")}
         arrays = {f: np.asarray(columns[f]).reshape(-1) for f in FIELDS if f in columns}
         n = len(next(iter(arrays.values())))
         mask = np.zeros((n, len(kernels)), dtype=bool)
         for i in range(n):
             problem = ConvProblem.from_mapping({f: _plain(v[i] if len(v) > 1 else v[0]) for f, v in arrays.items()})
-            for j, name in enumerate(kernels):
-                kernel = by_name.get(name)
-                mask[i, j] = kernel is not None and kernel.reason_not_applicable(problem) is None
+            mask[i] = self.applies_mask(problem, kernels)
         return mask, np.ones(n, dtype=bool)
+
+    def applies_mask(self, problem: Any, kernels: Sequence[str]) -> np.ndarray:
+        """For an ``applies`` rule: bool ``[len(kernels)]``, the kernels whose own ``applies`` accepts the
+        :class:`~kernelbench.problem.ConvProblem` (what :meth:`Selector.select` calls per problem)."""
+        registry = _registry(self.backend or "cpu")
+        return np.array([name in registry and registry[name].reason_not_applicable(problem) is None
+                         for name in kernels], dtype=bool)
+
+
+@functools.lru_cache(maxsize=None)
+def _registry(backend: str) -> dict[str, Any]:
+    from kernelbench.kernels.registry import all_kernels
+
+    return {k.name: k for k in all_kernels(backend)}
 
 
 def _plain(value: Any) -> Any:

@@ -95,6 +95,9 @@ class Selector:
         Cached per context: the rule depends only on the problem's coarse properties (and, for ``applies``
         rules, is evaluated per problem).
         """
+        if self.rule.kind == "applies":  # the kernels' own applies, on the problem itself
+            problem = problem if isinstance(problem, ConvProblem) else ConvProblem.from_mapping(problem)
+            return self.rule.applies_mask(problem, self.kernels), True
         row = problem.as_row() if isinstance(problem, ConvProblem) else problem
         if device is not None:
             row = {**row, "device": device}
