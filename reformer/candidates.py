@@ -52,6 +52,10 @@ CONTEXT_LEVELS: tuple[tuple[str, ...], ...] = (
     ("direction", "dtype", "layout", "spatial_dims", "group_kind", "filter_kind", "stride_kind", "dilation_kind"),
     ("direction", "dtype", "layout", "spatial_dims", "group_kind", "filter_kind", "stride_kind", "dilation_kind",
      "pad_kind"),
+    ("direction", "dtype", "layout", "spatial_dims", "group_kind", "filter_shape", "stride_shape", "dilation_kind",
+     "pad_kind"),
+    ("direction", "dtype", "layout", "spatial_dims", "group_kind", "filter_shape", "stride_shape", "dilation_shape",
+     "pad_shape"),
 )
 
 #: The problem fields :func:`context_columns` reads.
@@ -100,9 +104,20 @@ def context_columns(columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
         "stride_kind": np.where(np.logical_and.reduce([s == 1 for s in strides]), "unit", "strided"),
         "dilation_kind": np.where(np.logical_and.reduce([d == 1 for d in dilations]), "unit", "dilated"),
         "pad_kind": np.where(np.logical_and.reduce([p == 0 for p in pads]), "none", "padded"),
+        # Exact shapes: solvers written for one filter size (Winograd 3x3, 1x1 GEMM) or stride.
+        "filter_shape": _shape(filters),
+        "stride_shape": _shape(strides),
+        "pad_shape": _shape(pads),
+        "dilation_shape": _shape(dilations),
         DEVICE_PROPERTY: text(DEVICE_PROPERTY, ""),
     }
     return {k: np.broadcast_to(np.asarray(v).astype(str), (n,)) for k, v in props.items()}
+
+
+def _shape(values: list[np.ndarray]) -> np.ndarray:
+    """``"DxHxW"`` per problem."""
+    return np.char.add(np.char.add(np.char.add(np.char.add(values[0].astype(str), "x"), values[1].astype(str)), "x"),
+                       values[2].astype(str))
 
 
 def context_keys(props: Mapping[str, np.ndarray], level: Sequence[str]) -> list[str]:
