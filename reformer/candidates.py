@@ -11,7 +11,7 @@ model, answers from the problem's fields alone:
   unknown): the kernels recorded for at least one *training* problem with the
   same context.  A context is a tuple of coarse problem properties (direction,
   dtype, layout, spatial dims, grouped/depthwise, 1x1/other filter, unit or
-  larger stride, dilation, padding); the levels in :data:`CONTEXT_LEVELS` go
+  larger stride, dilation, padding, then the exact filter/stride/dilation/pad shapes); the levels in :data:`CONTEXT_LEVELS` go
   from coarse to fine, and :func:`fit_rule` keeps the finest level whose
   candidates still contain the fastest measured kernel of the validation
   problems as often as the coarsest level does, within :data:`COVERAGE_TOLERANCE`.
