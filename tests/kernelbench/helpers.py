@@ -70,3 +70,16 @@ def remount_read_only(path) -> None:
     import subprocess
 
     subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
+
+
+#: A 6-problem grid spec for quick CLI sweeps (the problems' kernels run in milliseconds).
+TINY_SPEC = """
+name = "tiny"
+[grid]
+batch = [1, 2]
+in_channels = [4]
+out_channels = [8]
+in_hw = [10, 12, 14]
+filter = [3]
+pad = [1]
+"""

@@ -16,18 +16,10 @@ from click.testing import CliRunner
 from cli import kernelbench
 from kernelbench import schema
 from kernelbench.store import read_parts
+from tests.kernelbench.helpers import TINY_SPEC
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC = """
-name = "tiny"
-[grid]
-batch = [1, 2]
-in_channels = [4]
-out_channels = [8]
-in_hw = [10, 12, 14]
-filter = [3]
-pad = [1]
-"""
+SPEC = TINY_SPEC
 KERNELS = "torch_default,onednn_nchw"
 # Every kernel spends its whole (small) budget, so the sweep lasts a few seconds and kills land mid-run.
 FAST = ["--kernels", KERNELS, "--threads", "1", "--budget-s", "0.15", "--rse", "1e-9", "--warmup", "0",

@@ -23,7 +23,7 @@ from kernelbench.sweep import SweepOptions, run_sweep
 from kernelbench.timing import StoppingRule
 from kernelbench.tune import TuneOptions, check_model_device, plan_from, rank_problems
 from kernelbench.tune_compare import compare_runs, format_comparison
-from tests.kernelbench.helpers import problems, rows
+from tests.kernelbench.helpers import TINY_SPEC, problems, rows
 
 #: Real CPU kernels that apply to the 3x3 problems below, and one that does not (1x1 only).
 KERNELS = "onednn_nchw,torch_im2col,numpy_im2col_gemm,numpy_shifted_gemm"
@@ -33,16 +33,7 @@ RENAME = {"direct": "numpy_shifted_gemm", "gemm": "numpy_im2col_gemm", "winograd
 RULE = StoppingRule(warmup=0, min_samples=2, rse_target=1e-9, budget_s=0.01, timeout_s=30.0)
 FAST = ["--kernels", KERNELS, "--threads", "1", "--budget-s", "0.01", "--rse", "1e-9", "--warmup", "0",
         "--min-samples", "2", "--flush-every-s", "0", "--no-progress", "--device", "cpu"]
-SPEC = """
-name = "tiny"
-[grid]
-batch = [1, 2]
-in_channels = [4]
-out_channels = [8]
-in_hw = [10, 12, 14]
-filter = [3]
-pad = [1]
-"""
+SPEC = TINY_SPEC
 
 
 @pytest.fixture(scope="module")
