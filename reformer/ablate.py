@@ -39,7 +39,7 @@ import numpy as np
 
 from kernelbench.errors import InputError, RunAborted
 from reformer.config import FitConfig
-from reformer.data import NON_FIELD_COLUMNS, RuntimeMatrix, load_matrix
+from reformer.data import RuntimeMatrix, load_matrix
 from reformer.grid import STUDIES, TOP_KS, Variant, variants
 from reformer.splits import Split, SplitSpec, make_split
 from reformer.store import write_json
@@ -228,10 +228,7 @@ def _ratio_quantiles(t_best: np.ndarray, t_pick: np.ndarray) -> list[float]:
 
 
 def _sample_row(matrix: RuntimeMatrix, rows: np.ndarray) -> dict[str, Any]:
-    row = matrix.subset(rows[:1]).problems.row(0, named=True)
-    for column in NON_FIELD_COLUMNS:
-        row.pop(column, None)
-    return row
+    return matrix.problem_row(int(rows[0]))
 
 
 def _reformer_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[str, Any]:

@@ -85,6 +85,14 @@ class RuntimeMatrix:
         """The device labels of the rows, sorted."""
         return tuple(sorted(self.problems["device"].unique().to_list()))
 
+    def problem_row(self, i: int) -> dict[str, Any]:
+        """Row ``i``'s problem fields as a mapping (``network`` and ``device`` left out): what
+        :meth:`kernelbench.problem.ConvProblem.from_mapping` and ``Selector.select`` take."""
+        row = self.problems.row(i, named=True)
+        for column in NON_FIELD_COLUMNS:
+            row.pop(column, None)
+        return row
+
     def subset(self, rows: np.ndarray) -> RuntimeMatrix:
         """The problems at integer positions ``rows`` (same kernels, same metadata)."""
         rows = np.asarray(rows, dtype=np.int64)

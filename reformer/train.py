@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from kernelbench.errors import InputError
 from reformer.config import FitConfig
-from reformer.data import NON_FIELD_COLUMNS, RuntimeMatrix, lognormal_noise
+from reformer.data import RuntimeMatrix, lognormal_noise
 from reformer.evaluate import Evaluation, evaluate
 from reformer.features import EncodedProblems, FeatureEncoder
 from reformer.labels import targets
@@ -311,9 +311,7 @@ def _fit(matrix: RuntimeMatrix, config: FitConfig, *, split: Split | None, top_k
     selector = Selector(trained)
     evaluations = {name: evaluate(selector, matrix.subset(rows), seed=config.seed, top_ks=top_ks)
                    for name, rows in split.sides().items()}
-    sample = matrix.subset(split.test[:1] if len(split.test) else split.train[:1]).problems.row(0, named=True)
-    for column in NON_FIELD_COLUMNS:
-        sample.pop(column, None)
+    sample = matrix.problem_row(int(split.test[0] if len(split.test) else split.train[0]))
     latency = latency_us(lambda: selector.select(sample), repeats=100, warmup=10)
     return FitResult(
         trained=trained,
