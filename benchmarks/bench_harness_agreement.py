@@ -13,6 +13,9 @@ kernelbench applies (:func:`kernelbench.device.keep_freed_memory`), ``off`` runs
 * ``kb spread`` / ``tub spread``: the run-to-run spread of each harness, ``max / min - 1`` of one
   (problem, kernel)'s medians across the repeats (what "repeated sweeps agree within x %" means),
   median and p90 over the bucket;
+* ``kb pair``: the same for two repeats at a time (every pair), what a second sweep shows, median and p90;
+  ``tie``: the share of those pairs that :func:`kernelbench.timing.near_tie` calls a tie (the rule is meant to
+  cover run-to-run differences);
 * ``kb rse``: the median ``time_rse`` of the sweep's rows (the within-run confidence each row records),
   to compare with the run-to-run spread it should bound;
 * ``kb/tub``: per problem, kernelbench's median ``torch_default`` time over t.u.b's, both medians over
@@ -26,7 +29,7 @@ And, when both settings ran, ``pinned/unpinned``: the median ratio of kernelbenc
 Usage::
 
     python benchmarks/bench_harness_agreement.py [--spaces smoke,resnet50] [--batch-sizes 1] [--spec FILE]
-        [--repeats 3] [--pinning on,off] [--threads N] [--kernels torch_default] [--budget-s 1.0]
+        [--repeats 3] [--pinning on,off] [--threads N] [--kernels torch_default] [--budget-s 1.0] [--rse 0.02] [--min-samples 5]
         [--tub-min-run-time 0.2] [--quiet-wait] [--bucket-by time|mflop] [--edges 0.05,0.2,1,5]
         [--out runs.csv] [--from-csv runs.csv] [--json]
 
@@ -84,6 +87,7 @@ def run_kernelbench(target: tuple[str, str], pinning: str, out_dir: Path, args: 
     cmd = [sys.executable, "-c", "import cli; cli.kernelbench()", "sweep", *_target_args(target, args.batch_sizes),
            "--device", "cpu", "--kernels", args.kernels, "--threads", str(args.threads), "--budget-s",
            str(args.budget_s), "-o", str(out_dir), "--no-progress"] + (["--quiet-wait"] if args.quiet_wait else [])
+    cmd += ["--rse", str(args.rse), "--min-samples", str(args.min_samples)]
     subprocess.run(cmd, env=_env(pinning), cwd=ROOT, check=True, capture_output=True, text=True)
     frame = read_parts(out_dir).filter(pl.col("status") == "ok")
     return frame.select("problem_id", "kernel", "time_ms", "time_rse", "load")
@@ -156,6 +160,21 @@ def spread(values: list[float]) -> float:
     return max(values) / min(values) - 1.0
 
 
+def pair_stats(times: list[list[float]], rses: list[list[float]]) -> tuple[list[float], list[bool]]:
+    """What two sweeps show: for every pair of repeats of each (problem, kernel), ``max / min - 1`` of the two
+    medians, and whether :func:`kernelbench.timing.near_tie` (with the rows' ``time_rse``) calls them a tie."""
+    from kernelbench.timing import near_tie
+
+    diffs, ties = [], []
+    for t, r in zip(times, rses):
+        r = [math.nan if x is None else x for x in r]
+        for i in range(len(t)):
+            for j in range(i + 1, len(t)):
+                diffs.append(max(t[i], t[j]) / min(t[i], t[j]) - 1.0)
+                ties.append(bool(near_tie(t[i], r[i], t[j], r[j])))
+    return diffs, ties
+
+
 def _q(values: list[float], q: float) -> float:
     if not values:
         return math.nan
@@ -210,7 +229,8 @@ def summarize(runs: pl.DataFrame, edges: tuple[float, ...], mflop: dict[str, flo
     runs = runs.with_columns(pl.col("size_ms").map_elements(lambda t: bucket_of(t, edges, unit),
                                                             return_dtype=pl.String).alias("bucket"))
     per_pair = (runs.group_by("target", "pinning", "bucket", "harness", "problem_id", "kernel")
-                .agg(pl.col("time_ms"), pl.col("time_rse").median().alias("rse"), pl.col("size_ms").first()))
+                .agg(pl.col("time_ms"), pl.col("time_rse").alias("rses"), pl.col("time_rse").median().alias("rse"),
+                     pl.col("size_ms").first()))
     order = [bucket_of(e - 1e-12, edges, unit) for e in edges] + [bucket_of(math.inf, edges, unit)]
     lines = []
     for (target, pinning), group in sorted(per_pair.group_by("target", "pinning"), key=lambda kv: kv[0]):
@@ -222,6 +242,7 @@ def summarize(runs: pl.DataFrame, edges: tuple[float, ...], mflop: dict[str, flo
             tub = sub.filter(pl.col("harness") == "tub")
             kb_spread = [spread(v) for v in kb["time_ms"].to_list() if len(v) > 1]
             tub_spread = [spread(v) for v in tub["time_ms"].to_list() if len(v) > 1]
+            pair_diffs, pair_ties = pair_stats(kb["time_ms"].to_list(), kb["rses"].to_list())
             kb_default = {pid: statistics.median(v) for pid, k, v in
                           zip(kb["problem_id"], kb["kernel"], kb["time_ms"]) if k == "torch_default"}
             tub_med = {pid: statistics.median(v) for pid, v in zip(tub["problem_id"], tub["time_ms"])}
@@ -237,6 +258,8 @@ def summarize(runs: pl.DataFrame, edges: tuple[float, ...], mflop: dict[str, flo
                 "kb_spread_median": _q(sorted(kb_spread), 0.5), "kb_spread_p90": _q(sorted(kb_spread), 0.9),
                 "tub_spread_median": _q(sorted(tub_spread), 0.5), "tub_spread_p90": _q(sorted(tub_spread), 0.9),
                 "kb_rse_median": _q(sorted(rses), 0.5),
+                "kb_pair_median": _q(sorted(pair_diffs), 0.5), "kb_pair_p90": _q(sorted(pair_diffs), 0.9),
+                "kb_pair_tie": sum(pair_ties) / len(pair_ties) if pair_ties else math.nan,
                 "kb_over_tub_median": _q(ratios, 0.5), "kb_over_tub_p10": _q(ratios, 0.1),
                 "kb_over_tub_p90": _q(ratios, 0.9), "winner_flips": flips, "non_tie_flips": tie_flips,
                 "load_median": _q(sorted(v for v in runs.filter((pl.col("target") == target)
@@ -266,14 +289,17 @@ def _x(x: float) -> str:
 
 
 def format_table(lines: list[dict[str, Any]], effect: dict[str, float], repeats: int) -> str:
-    out = [f"{repeats} repeats per setting; spread = max/min - 1 of a (problem, kernel)'s medians across repeats",
+    out = [f"{repeats} repeats per setting; spread = max/min - 1 of a (problem, kernel)'s medians across repeats; "
+           "pair = the same over two repeats (what a second sweep shows), tie = share of such pairs near_tie calls a tie",
            f"{'target':<12}{'pin':<5}{'bucket':<15}{'n':>4}{'MFLOP':>9}  {'kb spread med/p90':>18}  "
+           f"{'kb pair med/p90':>16}  {'tie':>5}  "
            f"{'tub spread med/p90':>19}  {'kb rse':>6}  {'kb/tub med [p10-p90]':>21}  {'flips':>5}  "
            f"{'non-tie':>7}  {'load':>5}"]
     for r in lines:
         out.append(
             f"{r['target']:<12}{r['pinning']:<5}{r['bucket']:<15}{r['problems']:>4}{r['mflop_median']:>9.1f}  "
             f"{_pct(r['kb_spread_median']):>8} / {_pct(r['kb_spread_p90'])}  "
+            f"{_pct(r['kb_pair_median']):>7} / {_pct(r['kb_pair_p90'])}  {_pct(r['kb_pair_tie'])}  "
             f"{_pct(r['tub_spread_median']):>9} / {_pct(r['tub_spread_p90'])}  {_pct(r['kb_rse_median'])}  "
             f"{_x(r['kb_over_tub_median']):>7} [{_x(r['kb_over_tub_p10'])}-{_x(r['kb_over_tub_p90'])}]  "
             f"{r['winner_flips']:>5}  {r['non_tie_flips']:>7}  {_x(r['load_median'])}")
@@ -292,6 +318,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--kernels", default="torch_default", help="kernels of the sweep (torch_default is added)")
     parser.add_argument("--budget-s", type=float, default=1.0, help="the sweep's --budget-s")
+    parser.add_argument("--rse", type=float, default=0.02, help="the sweep's --rse (stopping rule's RSE target)")
+    parser.add_argument("--min-samples", type=int, default=5, help="the sweep's --min-samples")
     parser.add_argument("--tub-min-run-time", type=float, default=0.2, help="blocked_autorange(min_run_time), s")
     parser.add_argument("--quiet-wait", action="store_true", help="wait for a quiet machine (both harnesses)")
     parser.add_argument("--bucket-by", choices=sorted(EDGES), default="time",

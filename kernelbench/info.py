@@ -13,7 +13,7 @@ without a selector), over the problems where it has a row.
 
 A problem's best kernel and its runner-up are a *near-tie* when
 :func:`kernelbench.timing.near_tie` says their medians cannot be told apart
-(within 5 %, or more for rows whose ``time_rse`` is large).  ``decided_wins``
+(within ``TIE_FLOOR``, or more for rows whose ``time_rse`` is large).  ``decided_wins``
 counts only the wins that are not near-ties: a kernel that wins many problems
 by a coin flip has many wins and few decided wins.
 A problem is a (problem_id, device) pair: a dataset of several devices (``kernelbench merge``) counts

@@ -82,9 +82,10 @@ def iqr(samples: Sequence[float]) -> float:
 
 #: Relative difference below which two medians are a tie whatever their samples say: the run-to-run
 #: reproducibility of CPU medians (between sweeps, processes and hours), which is larger than the
-#: sampling error one sweep sees.  See docs/dataset-format.md ("Near-ties") and
-#: ``benchmarks/bench_harness_agreement.py``, which measures it.
-TIE_FLOOR = 0.05
+#: sampling error one sweep sees.  Set to the p90 of the difference between two sweeps' medians of the same
+#: (problem, kernel) on a quiet machine at one thread (``benchmarks/bench_harness_agreement.py``; figures in
+#: docs/cpu-timing.md), so that about nine in ten re-measurements of one kernel count as a tie with it.
+TIE_FLOOR = 0.08
 #: Two medians are also a tie while they are fewer than this many combined standard errors apart.
 TIE_Z = 2.0
 

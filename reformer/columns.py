@@ -28,6 +28,7 @@ COLUMNS: dict[str, Column] = {c.key: c for c in (
     Column("train_top1", "train top-1", "train top-1", "{:.4f}", True),
     Column("top1", "top-1", "top-1", "{:.4f}", True),
     Column("within5", "within-5 %", "within-5%", "{:.4f}", True),
+    Column("tie_top1", "top-1 or near-tie", "top-1/tie", "{:.4f}", True),
     Column("oracle_ratio", "oracle ratio", "oracle ratio", "{:.4f}", True),
     Column("sum_ratio", "Σpick/Σbest", "Σpick/Σbest", "{:.4f}", False),
     Column("mean_pick_ms", "mean t_pick (ms)", "mean pick ms", "{:.4f}", False),
@@ -49,6 +50,8 @@ COLUMNS: dict[str, Column] = {c.key: c for c in (
 
 #: The columns of the open-protocol terminal table (``reformer fit`` / ``evaluate``), in order.
 OPEN_TABLE = ("open_hit_rate", "open_top1", "open_within5", "open_oracle_ratio", "open_sum_ratio")
+#: Columns the terminal table adds when every row has them (``tie_top1``: data that records ``time_rse``).
+OPTIONAL_TABLE = ("tie_top1",)
 #: The columns of ``reformer fit`` / ``reformer evaluate``'s terminal table, in order.
 FIT_TABLE = ("top1", "within5", "oracle_ratio", "sum_ratio", "mean_pick_ms", "speedup_static_sum",
              "speedup_static_geomean")

@@ -58,6 +58,9 @@ class RuntimeMatrix:
         time_ms: float64 ``[n_problems, n_kernels]``, ``NaN`` where the kernel is not applicable.
         dropped_problems: (problem, device) pairs of the source without any ``ok`` row (not in ``problems``).
         metadata: the dataset's metadata plus ``path`` and ``sha256`` of the file it came from.
+        time_rse: float64 like ``time_ms``: each time's ``time_rse`` (relative standard error of its median,
+            0.02 = ±2 %), NaN where not measured or not recorded (imports); ``None``: no row recorded one.
+            It decides near-ties (:func:`kernelbench.timing.near_tie`) in labels and metrics.
     """
 
     problems: pl.DataFrame
@@ -65,6 +68,7 @@ class RuntimeMatrix:
     time_ms: np.ndarray
     dropped_problems: int = 0
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    time_rse: np.ndarray | None = None
 
     @property
     def applicable(self) -> np.ndarray:
@@ -96,7 +100,8 @@ class RuntimeMatrix:
     def subset(self, rows: np.ndarray) -> RuntimeMatrix:
         """The problems at integer positions ``rows`` (same kernels, same metadata)."""
         rows = np.asarray(rows, dtype=np.int64)
-        return dataclasses.replace(self, problems=self.problems[rows], time_ms=self.time_ms[rows], dropped_problems=0)
+        return dataclasses.replace(self, problems=self.problems[rows], time_ms=self.time_ms[rows], dropped_problems=0,
+                                   time_rse=None if self.time_rse is None else self.time_rse[rows])
 
     def with_time_ms(self, time_ms: np.ndarray) -> RuntimeMatrix:
         """The same problems and kernels with other runtimes (e.g. noisy ones); NaN pattern must match."""
@@ -115,7 +120,8 @@ class RuntimeMatrix:
         re-importing or re-exporting the same measurements gives the same digest
         (``reformer ablate`` keys its cells on it, so a grid resumes on a re-import).
         The ``device`` column counts only when the rows span more than one device: a
-        single-device matrix hashes as it did before rows carried their device.
+        single-device matrix hashes as it did before rows carried their device. ``time_rse``
+        does not count: it qualifies the times, and digests computed before it was read stay valid.
         """
         digest = hashlib.sha256()
         digest.update("\0".join(self.kernels).encode())
@@ -162,12 +168,19 @@ def pivot(frame: pl.DataFrame, *, metadata: dict[str, Any] | None = None, min_ke
     # network is per row in the schema; a (problem, device) keeps its first non-null one.
     networks = ok.group_by(key).agg(pl.col("network").drop_nulls().first())
     problems = problems.join(networks, on=key, how="left").sort(key)
-    times = ok.group_by(*key, "kernel").agg(pl.col("time_ms").median())
+    if "time_rse" not in ok.columns:  # a frame built by hand (files always have the column, see schema.conform)
+        ok = ok.with_columns(pl.lit(None, dtype=pl.Float64).alias("time_rse"))
+    times = ok.group_by(*key, "kernel").agg(pl.col("time_ms").median(), pl.col("time_rse").median())
     row = problems.select(key).with_columns(pl.Series("_row", np.arange(problems.height)))
     col = pl.DataFrame({"kernel": list(kernels), "_col": np.arange(len(kernels))})
     times = times.join(row, on=key).join(col, on="kernel")
     matrix = np.full((problems.height, len(kernels)), np.nan)
-    matrix[times["_row"].to_numpy(), times["_col"].to_numpy()] = times["time_ms"].to_numpy()
+    at = times["_row"].to_numpy(), times["_col"].to_numpy()
+    matrix[at] = times["time_ms"].to_numpy()
+    rse = None
+    if times["time_rse"].null_count() < times.height:  # imports record none: keep the matrix lean
+        rse = np.full(matrix.shape, np.nan)
+        rse[at] = times["time_rse"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     if not (np.count_nonzero(~np.isnan(matrix), axis=1) >= 2).any():
         raise InputError(
             f"every one of the dataset's {problems.height:,} problems has a single measured kernel, so nothing can be "
@@ -179,6 +192,7 @@ def pivot(frame: pl.DataFrame, *, metadata: dict[str, Any] | None = None, min_ke
         time_ms=matrix,
         dropped_problems=all_ids - problems.height,
         metadata=dict(metadata or {}),
+        time_rse=rse,
     )
 
 
@@ -208,18 +222,21 @@ def load_matrix(path: str | os.PathLike[str], *, min_kernels: int = 2,
     return matrix
 
 
-def align_kernels(matrix: RuntimeMatrix, kernels: Sequence[str]) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Times of ``matrix`` re-indexed to the kernel vocabulary ``kernels``.
+def align_kernels(matrix: RuntimeMatrix, kernels: Sequence[str], *,
+                  values: np.ndarray | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Times of ``matrix`` (or ``values``, an array shaped like them, e.g. ``matrix.time_rse``) re-indexed to
+    the kernel vocabulary ``kernels``.
 
-    Returns ``(time_ms [n_problems, len(kernels)], unknown)`` where columns of
+    Returns ``(array [n_problems, len(kernels)], unknown)`` where columns of
     kernels absent from the dataset are all NaN and ``unknown`` lists the
-    dataset's kernels that are not in ``kernels`` (their times are not in the result).
+    dataset's kernels that are not in ``kernels`` (their values are not in the result).
     """
+    values = matrix.time_ms if values is None else values
     index = {k: i for i, k in enumerate(matrix.kernels)}
     out = np.full((matrix.n_problems, len(kernels)), np.nan)
     for j, k in enumerate(kernels):
         if k in index:
-            out[:, j] = matrix.time_ms[:, index[k]]
+            out[:, j] = values[:, index[k]]
     unknown = tuple(k for k in matrix.kernels if k not in set(kernels))
     return out, unknown
 

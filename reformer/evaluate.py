@@ -75,6 +75,11 @@ def evaluate(selector: Selector, matrix: RuntimeMatrix, *, seed: int = 0, top_ks
     known_times = known_times[rows]
     # Columns: the model's vocabulary, then the unknown kernels (never picked, but part of t_best).
     all_times = known_times if extra is None else np.concatenate([known_times, extra[rows]], axis=1)
+    all_rse = None
+    if matrix.time_rse is not None:  # near-ties (tie_top1), in the same column order as all_times
+        known_rse = align_kernels(matrix, selector.kernels, values=matrix.time_rse)[0][rows]
+        extra_rse = [matrix.time_rse[rows, matrix.kernels.index(k)] for k in unknown]
+        all_rse = np.concatenate([known_rse, *(r[:, None] for r in extra_rse)], axis=1)
     pad = np.zeros((len(rows), all_times.shape[1] - known_times.shape[1]), dtype=bool)
     known_applicable = ~np.isnan(known_times)
     columns = matrix.subset(rows).columns()
@@ -91,13 +96,14 @@ def evaluate(selector: Selector, matrix: RuntimeMatrix, *, seed: int = 0, top_ks
     static_rank = static_scores(order, np.ones_like(measured))
 
     def scored(picked: np.ndarray, scores: np.ndarray) -> SelectionMetrics:
-        metrics = selection_metrics(all_times, picked, static, skipped_problems=skipped)
+        metrics = selection_metrics(all_times, picked, static, skipped_problems=skipped, time_rse=all_rse)
         return with_ranking(metrics, all_times, closed_scores=np.where(measured, scores, -np.inf),
                             open_scores=np.where(candidates, scores, -np.inf), top_ks=top_ks)
 
     baselines = {
         # The oracle knows what was measured, so its open ranking is its closed one.
-        "oracle": with_ranking(selection_metrics(all_times, oracle_picks(all_times), static, skipped_problems=skipped),
+        "oracle": with_ranking(selection_metrics(all_times, oracle_picks(all_times), static, skipped_problems=skipped,
+                                                 time_rse=all_rse),
                                all_times, closed_scores=oracle_scores, open_scores=oracle_scores, top_ks=top_ks),
         "static": scored(static, static_rank),
         # What the user gets without a selector (F.conv2d on the CPU), where the dataset measured it; problems

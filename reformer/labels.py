@@ -2,7 +2,9 @@
 
 For applicable kernels k with times t_k (ms):
 
-* ``onehot``: q = 1 on the fastest kernel (split evenly between exact ties);
+* ``onehot``: q = 1 on the fastest kernel, split evenly between exact ties, and, when the times' ``time_rse``
+  is given (kernelbench sweeps), between the fastest kernel's near-ties (:func:`kernelbench.timing.near_tie`):
+  a winner a second sweep would not reproduce is not taught as the one answer;
 * ``softmax``: q_k proportional to exp(-t_k / tau), tau in ms;
 * ``ratio``: q_k proportional to t_k^-gamma, so for gamma = 1, q_i / q_j = t_j / t_i.
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernelbench.errors import InputError
+from kernelbench.timing import near_tie
 
 LABELS = ("onehot", "softmax", "ratio")
 
@@ -24,11 +27,13 @@ def targets(
     kind: str = "ratio",
     softmax_tau_ms: float = 1.0,
     ratio_power: float = 1.0,
+    time_rse: np.ndarray | None = None,
 ) -> np.ndarray:
     """Target distributions, float32 ``[n_problems, n_kernels]``.
 
     ``time_ms`` is ``[n_problems, n_kernels]`` with ``NaN`` for non-applicable
-    kernels; every row needs at least one applicable kernel.  Computed in log
+    kernels; every row needs at least one applicable kernel.  ``time_rse`` (same shape, NaN = unknown; None:
+    no row records one, as for imports) widens ``onehot``'s ties to near-ties.  Computed in log
     space relative to the fastest kernel, so sharp settings (small ``tau``,
     large ``gamma``) do not underflow to an all-zero row.
 
@@ -42,7 +47,11 @@ def targets(
     best = np.nanmin(time_ms, axis=1, keepdims=True)
     safe = np.where(applicable, time_ms, best)
     if kind == "onehot":
-        score = np.where(safe == best, 0.0, -np.inf)
+        tied = safe == best
+        if time_rse is not None and not np.isnan(time_rse).all():
+            best_rse = np.take_along_axis(time_rse, np.nanargmin(time_ms, axis=1)[:, None], axis=1)
+            tied = tied | (applicable & near_tie(safe, time_rse, best, best_rse))
+        score = np.where(tied, 0.0, -np.inf)
     elif kind == "softmax":
         if softmax_tau_ms <= 0:
             raise InputError(f"--softmax-tau must be > 0 ms, got {softmax_tau_ms}")

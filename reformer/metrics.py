@@ -5,6 +5,9 @@ the picked kernel's time ``t_pick`` and the static baseline's ``t_static``:
 
 * ``top1``: fraction with ``t_pick == t_best`` (a tie with the fastest counts as a hit);
 * ``within5``: fraction with ``t_pick <= 1.05 * t_best``;
+* ``tie_top1`` (only for data whose rows record ``time_rse``, i.e. kernelbench sweeps): fraction whose pick is
+  the fastest or a *near-tie* of it (:func:`kernelbench.timing.near_tie`: within ``max(TIE_FLOOR, 2 x combined
+  time_rse)``, closer than a second sweep reproduces), so a coin-flip winner does not count as a miss;
 * ``oracle_ratio``: geometric mean of ``t_best / t_pick`` (1 is perfect);
 * ``sum_ratio``: ``Σ t_pick / Σ t_best`` (>= 1; total time lost when every problem runs once);
 * ``mean_pick_ms``: mean of ``t_pick`` in ms;
@@ -44,6 +47,7 @@ import numpy as np
 from kernelbench.ranking import first_applicable as first_applicable
 from kernelbench.ranking import oracle_picks as oracle_picks
 from kernelbench.ranking import static_order as static_order
+from kernelbench.timing import near_tie
 
 #: Keys of ``reformer evaluate --json`` and of each split in ``metrics.json``, in order.
 METRIC_KEYS = (
@@ -83,10 +87,13 @@ class SelectionMetrics:
     open_sum_ratio: float = float("nan")
     topk: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     open_topk: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    tie_top1: float = float("nan")
 
     def as_dict(self) -> dict[str, Any]:
-        """Today's (closed) keys, then the open keys, then ``topk`` / ``open_topk`` when computed."""
+        """Today's (closed) keys, then the open keys, then ``tie_top1``, ``topk`` / ``open_topk`` when computed."""
         out: dict[str, Any] = {k: getattr(self, k) for k in METRIC_KEYS + OPEN_METRIC_KEYS}
+        if not np.isnan(self.tie_top1):
+            out["tie_top1"] = self.tie_top1
         if self.topk:
             out["topk"] = self.topk
         if self.open_topk:
@@ -107,9 +114,13 @@ def picked_times(time_ms: np.ndarray, picks: np.ndarray) -> np.ndarray:
 
 
 def selection_metrics(
-    time_ms: np.ndarray, picks: np.ndarray, static_picks: np.ndarray, *, skipped_problems: int = 0
+    time_ms: np.ndarray, picks: np.ndarray, static_picks: np.ndarray, *, skipped_problems: int = 0,
+    time_rse: np.ndarray | None = None,
 ) -> SelectionMetrics:
-    """Metrics of ``picks`` (kernel column per problem) on ``time_ms`` ([n, k], NaN = not applicable)."""
+    """Metrics of ``picks`` (kernel column per problem) on ``time_ms`` ([n, k], NaN = not applicable).
+
+    ``time_rse`` (shaped like ``time_ms``; NaN = unknown) adds ``tie_top1`` when some time records one.
+    """
     n = len(picks)
     if n == 0:
         nan = float("nan")
@@ -130,7 +141,16 @@ def selection_metrics(
         speedup_static_geomean=float(np.exp(np.mean(np.log(t_static / t_pick)))),
         n_problems=n,
         skipped_problems=skipped_problems,
+        tie_top1=float("nan") if time_rse is None or np.isnan(time_rse).all() else tie_top1(time_ms, time_rse, picks),
     )
+
+
+def tie_top1(time_ms: np.ndarray, time_rse: np.ndarray, picks: np.ndarray) -> float:
+    """Fraction of problems whose pick is the fastest kernel or a near-tie of it (``kernelbench.timing.near_tie``
+    with both times' ``time_rse``; an unknown rse counts as 0, so the floor alone applies)."""
+    rows = np.arange(len(picks))
+    best = np.nanargmin(time_ms, axis=1)
+    return float(np.mean(near_tie(time_ms[rows, picks], time_rse[rows, picks], time_ms[rows, best], time_rse[rows, best])))
 
 
 def ranked(scores: np.ndarray, k: int) -> np.ndarray:

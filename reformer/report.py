@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from reformer.columns import COLUMNS, FIT_TABLE, OPEN_TABLE
+from reformer.columns import COLUMNS, FIT_TABLE, OPEN_TABLE, OPTIONAL_TABLE
 from reformer.curves import plot_curve, write_curve_csv
 from reformer.metrics import SelectionMetrics
 from reformer.store import save_model, write_json
@@ -35,11 +35,12 @@ def save_fit(directory: str | os.PathLike[str], result: FitResult) -> list[Path]
 def metrics_table(rows: Mapping[str, SelectionMetrics]) -> str:
     """A fixed-width table, one row per picker (e.g. model, oracle, static, random)."""
     width = max(len(name) for name in rows) if rows else 6
-    columns = [COLUMNS[key] for key in FIT_TABLE]
+    values_of = {name: metrics.as_dict() for name, metrics in rows.items()}
+    optional = [key for key in OPTIONAL_TABLE if values_of and all(key in v for v in values_of.values())]
+    columns = [COLUMNS[key] for key in (*FIT_TABLE[:2], *optional, *FIT_TABLE[2:])]
     header = f"{'':{width}}  " + "  ".join(f"{c.short:>12}" for c in columns)
     lines = [header]
-    for name, metrics in rows.items():
-        values = metrics.as_dict()
+    for name, values in values_of.items():
         cells = "  ".join(f"{c.fmt.format(values[c.key]):>12}" for c in columns)
         lines.append(f"{name:{width}}  {cells}")
     return "\n".join(lines)

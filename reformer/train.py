@@ -259,7 +259,8 @@ def _fit(matrix: RuntimeMatrix, config: FitConfig, *, split: Split | None, top_k
     open_training = config.candidates == "context"
     candidates = torch.from_numpy(rule.masks(train_columns, matrix.kernels)[0] | train.applicable) if open_training else None
     target = torch.from_numpy(
-        targets(train_times, kind=config.labels, softmax_tau_ms=config.softmax_tau_ms, ratio_power=config.ratio_power)
+        targets(train_times, kind=config.labels, softmax_tau_ms=config.softmax_tau_ms, ratio_power=config.ratio_power,
+                time_rse=train.time_rse)
     )
     # Problem weights ∝ t_best^α (mean 1): α > 0 spends capacity on the long-running problems that dominate Σ t.
     best_ms = np.nanmin(train_times, axis=1) ** config.time_weight

@@ -127,7 +127,7 @@ def test_near_tie_uses_the_floor_and_the_rows_standard_errors():
     assert tie_tolerance(0.03, 0.04) == pytest.approx(TIE_Z * 0.05)
     assert near_tie(1.0, 0.03, 1.09, 0.04) and not near_tie(1.0, 0.03, 1.11, 0.04)
     # Arrays in, arrays out (what info and reformer pass).
-    out = near_tie(np.array([1.0, 1.0]), np.array([0.0, 0.03]), np.array([1.08, 1.08]), np.array([0.0, 0.04]))
+    out = near_tie(np.array([1.0, 1.0]), np.array([0.0, 0.03]), np.array([1.09, 1.09]), np.array([0.0, 0.04]))
     assert out.tolist() == [False, True]
 
 

@@ -119,3 +119,18 @@ def test_a_single_device_hashes_as_before_rows_carried_their_device():
     two = pl.concat([one, renamed])
     relabelled = pl.concat([one, renamed.with_columns(pl.lit("x").alias("device"))])
     assert pivot(two).content_sha256() != pivot(relabelled).content_sha256()
+
+
+def test_pivot_keeps_time_rse_beside_the_times_and_none_for_imports():
+    f = frame([(0, "a", "ok", 1.0), (0, "b", "ok", 2.0), (1, "a", "ok", 3.0), (1, "b", "ok", 3.5)])
+    assert pivot(f).time_rse is None  # no row records an rse (an import): no array at all
+    rse = {("a", 1.0): 0.01, ("b", 2.0): 0.02, ("a", 3.0): None, ("b", 3.5): 0.04}
+    f = f.with_columns(pl.Series("time_rse", [rse[(k, t)] for k, t in zip(f["kernel"], f["time_ms"])], dtype=pl.Float64))
+    m = pivot(f)
+    row = {pid: i for i, pid in enumerate(m.problems["problem_id"])}
+    i0, i1 = row[P[0].problem_id], row[P[1].problem_id]
+    assert m.time_rse[i0].tolist() == [0.01, 0.02]
+    assert np.isnan(m.time_rse[i1, 0]) and m.time_rse[i1, 1] == 0.04
+    assert m.subset(np.array([i1])).time_rse.tolist()[0][1] == 0.04
+    aligned, _ = align_kernels(m, ("b", "z"), values=m.time_rse)
+    assert aligned[i0, 0] == 0.02 and np.isnan(aligned[:, 1]).all()

@@ -46,3 +46,25 @@ def test_torch_default_is_a_baseline_beside_static_where_the_dataset_measured_it
 
 def test_no_torch_default_row_without_its_measurements(model_dir, matrix):
     assert "torch_default" not in evaluate(Selector.load(model_dir), matrix).baselines
+
+
+def test_data_with_time_rse_scores_near_ties_and_the_fit_table_shows_them(model_dir, dataset_path):
+    from kernelbench.schema import read_dataset
+    from kernelbench.timing import near_tie
+    from reformer.report import metrics_table
+
+    frame, _ = read_dataset(dataset_path)
+    matrix = pivot(frame.with_columns(pl.lit(0.01).alias("time_rse")))
+    result = evaluate(Selector.load(model_dir), matrix)
+    t = matrix.time_ms[result.scored]
+    picked = np.array([matrix.kernels.index(k) for k in result.picks])
+    t_pick = t[np.arange(len(picked)), picked]
+    expected = near_tie(t_pick, 0.01, np.nanmin(t, axis=1), 0.01).mean()
+    assert result.model.tie_top1 == expected
+    assert result.model.top1 <= result.model.tie_top1 <= 1.0
+    assert result.baselines["oracle"].tie_top1 == 1.0
+    assert "top-1/tie" in metrics_table({"model": result.model, **result.baselines})
+    # Imported data (no time_rse): no such key, no such column.
+    plain = evaluate(Selector.load(model_dir), pivot(frame))
+    assert "tie_top1" not in plain.model.as_dict()
+    assert "top-1/tie" not in metrics_table({"model": plain.model})

@@ -59,3 +59,19 @@ def test_bad_options_are_input_errors():
         targets(np.array([[1.0]]), kind="softmax", softmax_tau_ms=0)
     with pytest.raises(ValueError, match="at least one applicable"):
         targets(np.array([[NAN, NAN]]), kind="ratio")
+
+
+def test_onehot_spreads_over_near_ties_when_time_rse_is_recorded():
+    # 1.00 vs 1.04 ms: within the 8 % floor, a near-tie; 1.20 ms is not (rse 1 %: tolerance stays 8 %).
+    t = np.array([[1.00, 1.04, 1.20]])
+    rse = np.full_like(t, 0.01)
+    np.testing.assert_allclose(targets(t, kind="onehot", time_rse=rse), [[0.5, 0.5, 0.0]])
+    # Without rse (imported data) only exact ties share.
+    np.testing.assert_allclose(targets(t, kind="onehot"), [[1.0, 0.0, 0.0]])
+
+
+def test_onehot_near_tie_widens_with_a_large_rse():
+    # 1.00 vs 1.20 ms, both rse 10 %: tolerance 2 * hypot(0.1, 0.1) = 28 %, so the two are a tie.
+    t = np.array([[1.00, 1.20, np.nan]])
+    rse = np.array([[0.10, 0.10, np.nan]])
+    np.testing.assert_allclose(targets(t, kind="onehot", time_rse=rse), [[0.5, 0.5, 0.0]])

@@ -91,3 +91,14 @@ def test_closed_top_k_takes_the_best_of_the_first_k_measured():
     assert m["topk"]["3"] == {"top1": 1.0, "oracle_ratio": 1.0, "sum_ratio": 1.0}
     with pytest.raises(ValueError, match="not applicable"):
         ranking_metrics(TIMES, np.zeros_like(TIMES), open_protocol=False)
+
+
+def test_tie_top1_counts_near_ties_of_the_fastest_only_when_rse_is_recorded():
+    times = np.array([[1.0, 1.04, 2.0], [1.0, 1.2, NAN], [1.0, 1.2, NAN]])
+    rse = np.array([[0.01, 0.01, 0.01], [0.01, 0.01, NAN], [0.1, 0.1, NAN]])
+    picks = np.array([1, 1, 1])  # 4 % slower (tie), 20 % slower at rse 1 % (no tie), 20 % at rse 10 % (tie: 28 %)
+    m = selection_metrics(times, picks, np.zeros(3, dtype=int), time_rse=rse)
+    assert m.top1 == 0.0
+    assert m.tie_top1 == pytest.approx(2 / 3)
+    assert m.as_dict()["tie_top1"] == pytest.approx(2 / 3)
+    assert "tie_top1" not in selection_metrics(times, picks, np.zeros(3, dtype=int)).as_dict()
