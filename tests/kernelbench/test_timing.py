@@ -184,3 +184,20 @@ def test_harness_agreement_benchmark_runs_on_a_tiny_space(tmp_path):
     assert len(rows) == 8 and {r["harness"] for r in rows} == {"kernelbench", "tub"}
     assert all(float(r["time_ms"]) > 0 for r in rows)
     assert {r["repeat"] for r in rows} == {"0", "1"}
+    # Two repeats: one pair per (problem, kernel), its difference is the spread, and tie is a share.
+    assert line["kb_pair_median"] == pytest.approx(line["kb_spread_median"])
+    assert 0.0 <= line["kb_pair_tie"] <= 1.0
+
+
+def test_pair_stats_of_the_harness_benchmark_by_hand():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_harness_agreement.py"
+    spec = importlib.util.spec_from_file_location("bench_harness_agreement", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    # Three repeats of one (problem, kernel): pairs 1.0/1.05, 1.0/1.2, 1.05/1.2; rse 1 % (tolerance: the floor).
+    diffs, ties = bench.pair_stats([[1.0, 1.05, 1.2]], [[0.01, 0.01, None]])
+    assert diffs == pytest.approx([0.05, 0.2, 1.2 / 1.05 - 1])
+    assert ties == [True, False, False]
