@@ -269,6 +269,7 @@ def _baseline_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[st
         picked_times,
         selection_metrics,
         static_order,
+        static_scores,
         with_ranking,
     )
 
@@ -284,6 +285,14 @@ def _baseline_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[st
     elif cell.kind == "random":
         def scores(side: RuntimeMatrix, mask: np.ndarray) -> np.ndarray:
             return np.where(mask, np.random.default_rng(cell.seed).random(mask.shape), -np.inf)
+    elif cell.kind == "torch_default":
+        column = matrix.kernels.index("torch_default")
+
+        def scores(side: RuntimeMatrix, mask: np.ndarray) -> np.ndarray:
+            # F.conv2d first wherever it is offered, then the static order (as reformer.evaluate's baseline).
+            ranked = static_scores(order, mask)
+            ranked[:, column] = np.where(mask[:, column], 1.0, -np.inf)
+            return ranked
     else:
         if cell.kind == "static":
             started = time.perf_counter()
@@ -491,6 +500,8 @@ def run_ablation(
     if missing and any(v.kind == "lightgbm" for v in all_variants):
         notices.append(missing)
         runnable = tuple(v for v in all_variants if v.kind != "lightgbm")
+    if "torch_default" not in matrix.kernels:  # only CPU datasets measure what F.conv2d gives
+        runnable = tuple(v for v in runnable if v.kind != "torch_default")
 
     keys, cells, users = plan_cells(runnable, options, data_id)
     records = {key: rec for key in cells if (rec := read_cell(report_dir, key)) is not None}

@@ -61,6 +61,7 @@ CDF_ROWS = (
     ("baselines", "lightgbm", "LightGBM"),
     ("baselines", "mlp", "MLP (TunaNet-shaped)"),
     ("baselines", "static", "static order"),
+    ("baselines", "torch_default", "torch_default (F.conv2d, no selector)"),
     ("baselines", "random", "random applicable"),
 )
 

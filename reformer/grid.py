@@ -24,7 +24,9 @@ STUDY_TITLES = {
     "noise": "Robustness to training-runtime noise (log-normal σ; test times clean)",
     "baselines": "Baselines",
 }
-BASELINE_KINDS = ("oracle", "random", "static", "lightgbm", "mlp")
+#: ``torch_default``: what the user gets without a selector (F.conv2d; kernelbench.info.BASELINE_KERNELS), planned
+#: only for datasets that measured it.
+BASELINE_KINDS = ("oracle", "random", "static", "torch_default", "lightgbm", "mlp")
 NOISE_SIGMAS = (0.0, 0.05, 0.2)
 #: The k of the top-k metrics every cell records (both protocols).
 TOP_KS = (2, 3)

@@ -311,3 +311,27 @@ def test_cost_benchmark_projects_every_reformer_cell_of_the_grid(dataset_path):
     assert summary["projected_wall_h"] == pytest.approx(
         2 * sum(line["projected_train_s"] for line in summary["cells"]) / 2 / 3600)
     assert summary["recorded_baseline_cpu_h"] is None and summary["calibrated_wall_h"] is None
+
+
+def test_torch_default_baseline_cell_picks_f_conv2d_where_measured_else_static(matrix):
+    import numpy as np
+
+    from reformer.ablate import compute_cell
+    from reformer.ablate import Cell
+    from reformer.grid import BASELINE_KINDS
+    from reformer.splits import SplitSpec
+    from reformer.metrics import first_applicable, static_order
+    from reformer.splits import make_split
+
+    assert "torch_default" in BASELINE_KINDS
+    # The synthetic "gemm" plays F.conv2d.
+    renamed = dataclasses.replace(matrix, kernels=tuple("torch_default" if k == "gemm" else k for k in matrix.kernels))
+    split = make_split(renamed.problems, SplitSpec())
+    record = compute_cell(Cell("torch_default", 0, {"fractions": [0.8, 0.1, 0.1]}), renamed, split)
+    test, train = renamed.subset(split.test), renamed.subset(split.train)
+    column = renamed.kernels.index("torch_default")
+    static = first_applicable(static_order(train.time_ms), test.applicable)
+    picks = np.where(test.applicable[:, column], column, static)
+    t_pick = test.time_ms[np.arange(test.n_problems), picks]
+    assert record["metrics"]["top1"] == pytest.approx(np.mean(t_pick <= np.nanmin(test.time_ms, axis=1)))
+    assert record["metrics"]["sum_ratio"] == pytest.approx(t_pick.sum() / np.nanmin(test.time_ms, axis=1).sum())
