@@ -22,10 +22,11 @@ PRECISIONS = ("float32", "bfloat16")
 #: What a training problem's softmax is normalised over: its measured kernels only (the closed protocol, the
 #: paper's), or every candidate of its context (reformer.candidates), which also pushes the unmeasured ones down.
 CANDIDATES = ("context", "measured")
-#: The default cap on optimiser steps.  MI100's defaults take 2,160 (73k training problems, 15 epochs of 512),
-#: which the cap leaves as they are; a five-device dataset (about four times the problems) trains fewer
-#: epochs instead of four times as long (docs/transfer.md).
-DEFAULT_MAX_STEPS = 2500
+#: The default cap on optimiser steps.  MI100's defaults take 4,305 (146,888 training problems, 287 batches of 512,
+#: 15 epochs: 285 s at 2 threads on a quiet machine, docs/reformer.md), which the cap leaves as they are; the
+#: five-device dataset (344,730 training problems) trains 11 epochs (7,414 steps) instead of 15 (10,110): about
+#: 8 minutes of steps at MI100's step time, against a 20-minute budget on 2 cores (docs/transfer.md).
+DEFAULT_MAX_STEPS = 8000
 #: The few-shot shares of a target device's training split in ``reformer transfer`` (reformer.transfer).
 TRANSFER_FRACTIONS = (0.01, 0.05, 0.1, 0.25)
 
@@ -117,7 +118,7 @@ class FitConfig:
         data["derived"] = list(self.derived)
         del data["progress"]
         # Left out at their neutral values, so the keys of ablation cells computed before these options existed
-        # stay valid (the step cap does not bind on those single-device grids: 2,160 steps on MI100).
+        # stay valid (the default step cap does not bind on those single-device grids: 4,305 steps on MI100).
         if self.train_fraction == 1 and self.train_problems is None:
             del data["train_fraction"], data["train_problems"]
         if self.max_steps == DEFAULT_MAX_STEPS:

@@ -11,8 +11,9 @@ A fine-tuned model starts from another model's weights and keeps:
   (:func:`extend_vocabulary`): their head rows start as the mean of the known kernels' rows (an "average
   kernel", neither favoured nor ruled out), then train with the rest.
 
-What it does not keep: the candidate rule and the static order describe the data a model was trained on,
-so they are fitted again on the fine-tuning data (the target device's contexts), as for a fit from scratch.
+Candidates: the init model's rule is *extended* with the contexts of the fine-tuning problems
+(:func:`finetune_rule`): a fine-tuning set can be tiny, and a rule fitted on it alone would offer most problems
+the kernels of a coarse context.  The static order is fitted again on the fine-tuning problems.
 
 A dataset whose training problems vary in a token the model does not have (e.g. a model trained on forward
 problems only, which dropped the constant ``direction``, fine-tuned on forward and backward ones) cannot be
@@ -82,6 +83,16 @@ def extend_vocabulary(matrix: RuntimeMatrix, init: TrainedModel) -> tuple[Runtim
     vocabulary = (*init.kernels, *added)
     time_ms, _ = align_kernels(matrix, vocabulary)
     return dataclasses.replace(matrix, kernels=vocabulary, time_ms=time_ms), added
+
+
+def finetune_rule(init: TrainedModel, train: RuntimeMatrix, validation: RuntimeMatrix) -> Any:
+    """The candidate rule of a model fine-tuned from ``init`` on ``train`` (level chosen on ``validation``):
+    ``init``'s rule extended with the training problems' contexts (:func:`reformer.candidates.extend_rule`)."""
+    from reformer.candidates import extend_rule, rule_from_info
+
+    return extend_rule(rule_from_info(init.info), kernels=train.kernels, train_columns=train.columns(),
+                       train_measured=train.applicable, validation_columns=validation.columns(),
+                       validation_time_ms=validation.time_ms, metadata=train.metadata)
 
 
 def initial_model(init: TrainedModel, added: int) -> Reformer:

@@ -35,7 +35,7 @@ from reformer.metrics import (
 )
 from reformer.model import ModelConfig, Reformer, soft_cross_entropy
 from reformer.selector import Selector
-from reformer.finetune import check_token_design, extend_vocabulary, init_config, initial_model
+from reformer.finetune import check_token_design, extend_vocabulary, finetune_rule, init_config, initial_model
 from reformer.splits import Split, make_split, sample_train
 from reformer.store import TrainedModel
 from reformer.threads import torch_threads
@@ -265,7 +265,7 @@ def _fit(matrix: RuntimeMatrix, config: FitConfig, *, split: Split | None, top_k
     validation = matrix.subset(split.validation)
     train_times = lognormal_noise(train.time_ms, sigma=config.train_noise_sigma, seed=config.seed + 1)
     train_columns, validation_columns = train.columns(), validation.columns()
-    rule = split_rule(train, validation)
+    rule = split_rule(train, validation) if init is None else finetune_rule(init, train, validation)
     if init is not None:
         check_token_design(init, train_columns)
         encoder = init.encoder

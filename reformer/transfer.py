@@ -60,7 +60,8 @@ RUN_FILE = "run.json"
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class QuickTransfer:
-    """``--quick``: at most ``problems_per_device`` rows of each device (seeded) and short training."""
+    """``--quick``: at most ``problems_per_device`` rows of each device (seeded; the devices keep the problems
+    they share in common) and short training."""
 
     problems_per_device: int = 1500
     epochs: int = 4
@@ -163,12 +164,15 @@ def load_transfer_data(dataset: str | os.PathLike[str], quick: QuickTransfer | N
     if quick is None:
         return matrix
     device = matrix.problems["device"].to_numpy()
-    rng = np.random.default_rng(quick.seed)
+    # One seeded rank per problem_id, shared by the devices: each keeps its lowest-ranked problems, so the
+    # subsample keeps the problems the devices have in common in common (what the lookup relies on).
+    ids = matrix.problems["problem_id"].to_numpy()
+    unique, inverse = np.unique(ids, return_inverse=True)
+    rank = np.random.default_rng(quick.seed).permutation(len(unique))[inverse]
     keep = []
     for label in matrix.devices:
         rows = np.flatnonzero(device == label)
-        keep.append(rows if len(rows) <= quick.problems_per_device
-                    else rng.choice(rows, quick.problems_per_device, replace=False))
+        keep.append(rows[np.argsort(rank[rows], kind="stable")[: quick.problems_per_device]])
     rows = np.sort(np.concatenate(keep))
     metadata = {**matrix.metadata, "subsample": {"problems_per_device": quick.problems_per_device, "seed": quick.seed}}
     return dataclasses.replace(matrix.subset(rows), dropped_problems=matrix.dropped_problems, metadata=metadata)

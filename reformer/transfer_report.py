@@ -107,8 +107,10 @@ def plot(path: Path, results: pl.DataFrame, targets: list[str]) -> bool:
             axis.set_title(target if row_i == 0 else "")
             axis.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    columns = min(5, 2 * len(targets))
+    legend_rows = -(-len(labels) // columns)
+    fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize=8)
+    fig.tight_layout(rect=(0, 0.035 * legend_rows, 1, 1))
     _save(fig, path)
     plt.close(fig)
     return True

@@ -179,10 +179,10 @@ def test_max_steps_lowers_epochs_only_on_large_datasets():
     from reformer.train import training_epochs
 
     config = FitConfig()
-    assert training_epochs(config, 73_000) == 15  # MI100: 143 batches x 15 = 2,145 steps, under the cap
-    assert training_epochs(config, 300_000) == 4  # 586 batches: 2,500 // 586
-    assert training_epochs(config, 2_000_000) == 1  # at least one epoch
-    assert training_epochs(dataclasses.replace(config, max_steps=0), 300_000) == 15  # no cap
+    assert training_epochs(config, 146_888) == 15  # MI100: 287 batches x 15 = 4,305 steps, under the cap
+    assert training_epochs(config, 344_730) == 11  # five devices: 674 batches, 8,000 // 674
+    assert training_epochs(config, 5_000_000) == 1  # at least one epoch
+    assert training_epochs(dataclasses.replace(config, max_steps=0), 344_730) == 15  # no cap
     assert training_epochs(config, 1_000) == 250  # min_steps still raises small ones
     assert "max_steps" not in config.as_dict() and dataclasses.replace(config, max_steps=9).as_dict()["max_steps"] == 9
     with pytest.raises(InputError, match="max-steps"):
@@ -208,3 +208,21 @@ def test_evaluate_scores_a_described_new_device_and_refuses_an_undescribed_one(t
 def test_multi_device_dataset_round_trip(tmp_path):
     write_multi_device(tmp_path / "all.parquet", 60)
     assert load_matrix(tmp_path / "all.parquet").devices == tuple(sorted(DESCRIBED_DEVICES))
+
+
+def test_fine_tuned_rule_keeps_the_init_contexts_and_adds_the_targets(sources):
+    """A fine-tuning set of a few problems must not shrink the candidates to its own few contexts."""
+    from reformer.candidates import CONTEXT_LEVELS, DEVICE_PROPERTY
+    from reformer.train import fit
+
+    trained, target = sources
+    result = fit(target, dataclasses.replace(TINY, train_problems=3), init=trained)
+    old = trained.info["candidates"]
+    new = result.trained.info["candidates"]
+    assert set(new["devices"]) == {*old["devices"], DESCRIBED_DEVICES[2]}
+    for level in range(len(CONTEXT_LEVELS)):
+        for key, names in old["kernels_by_level"][level].items():
+            assert set(names) <= set(new["kernels_by_level"][level][key])  # every init context kept
+        added = {k for k in new["kernels_by_device_level"][level] if k.startswith(DESCRIBED_DEVICES[2] + "|")}
+        assert added  # the target's own contexts, per device
+    assert DEVICE_PROPERTY in new["fields"]
