@@ -16,6 +16,8 @@ import click
 
 from kernelbench.device import DEFAULT_MEMORY_SHARE
 from kernelbench.errors import InputError, RunAborted
+from kernelbench.measure import ISOLATIONS, KILL_GRACE_S
+
 # Torch-free: the fit options and their choice lists are defined once, there.
 from reformer.config import (
     ACTIVATIONS,
@@ -29,8 +31,6 @@ from reformer.config import (
     FitConfig,
 )
 from reformer.splits import GROUPINGS
-from kernelbench.measure import ISOLATIONS, KILL_GRACE_S
-
 
 _DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 

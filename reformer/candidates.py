@@ -380,8 +380,9 @@ def extend_rule(
     A fine-tuning set can be small (a few problems of a new device): a rule fitted on it alone would send most
     problems to coarse contexts.  The extended rule keeps every context of ``base`` and adds the new ones: a
     problem of a device seen here or in ``base`` finds its device's contexts first, and any other falls back to
-    the device-free contexts, the union over both.  The level is chosen on the validation problems as
-    :func:`fit_rule` does.  An ``applies`` rule (or a ``base`` of another kind) is fitted anew.
+    the device-free contexts, the union over both.  A device new to ``base`` starts from ``base``'s device-free
+    contexts (what ``base`` offered it unseen) and adds its own kernels to them.  The level is chosen on the
+    validation problems as :func:`fit_rule` does.  An ``applies`` rule (or a ``base`` of another kind) is fitted anew.
     """
     if rule_kind(metadata or {})[0] != "context" or base.kind != "context" \
             or len(base.kernels_by_level) != len(CONTEXT_LEVELS):
@@ -402,8 +403,16 @@ def extend_rule(
                 return {f"{rule.devices[0]}|{key}": names for key, names in rule.kernels_by_level[level].items()}
             return {}
 
+        def prior(level: int) -> dict[str, tuple[str, ...]]:
+            # A device new to ``base`` starts from what ``base`` offers an unseen device (its device-free
+            # contexts), so a few problems of it add kernels to its candidates and never take any away.
+            out = per_device(base, level)
+            for device in sorted(set(devices) - set(base.devices)):
+                out.update({f"{device}|{key}": names for key, names in base.kernels_by_level[level].items()})
+            return out
+
         new_tables = [_tables(props, train_measured, kernels, (DEVICE_PROPERTY, *level)) for level in CONTEXT_LEVELS]
-        device_tables = tuple(_merged(per_device(base, d), new_tables[d], order) for d in range(len(CONTEXT_LEVELS)))
+        device_tables = tuple(_merged(prior(d), new_tables[d], order) for d in range(len(CONTEXT_LEVELS)))
     common = {"kind": "context", "kernels_by_level": tables, "devices": devices,
               "kernels_by_device_level": device_tables}
     return _choose_level(common, kernels, validation_columns, validation_time_ms)

@@ -19,12 +19,13 @@ import torch
 from tqdm.auto import tqdm
 
 from kernelbench.errors import InputError
+from reformer.candidates import split_rule
 from reformer.config import FitConfig
 from reformer.data import RuntimeMatrix, lognormal_noise
 from reformer.evaluate import Evaluation, evaluate
 from reformer.features import EncodedProblems, FeatureEncoder
+from reformer.finetune import check_token_design, extend_vocabulary, finetune_rule, init_config, initial_model
 from reformer.labels import targets
-from reformer.candidates import split_rule
 from reformer.metrics import (
     argmax_applicable,
     latency_us,
@@ -35,7 +36,6 @@ from reformer.metrics import (
 )
 from reformer.model import ModelConfig, Reformer, soft_cross_entropy
 from reformer.selector import Selector
-from reformer.finetune import check_token_design, extend_vocabulary, finetune_rule, init_config, initial_model
 from reformer.splits import Split, make_split, sample_train
 from reformer.store import TrainedModel
 from reformer.threads import torch_threads

@@ -284,8 +284,7 @@ def _zero_shot_model(report_dir: Path, key: str, matrix: RuntimeMatrix, splits: 
 def _fit_record(result: Any) -> dict[str, Any]:
     return {"metrics": _metrics_record(result.evaluations["test"].model), "fit_seconds": result.fit_seconds,
             "best_epoch": result.best_epoch, "epochs_trained": len(result.curve),
-            "train_problems": int(len(result.split.train)),
-            "validation_problems": int(len(result.split.validation))}
+            "train_problems": len(result.split.train), "validation_problems": len(result.split.validation)}
 
 
 def compute_cell(cell: TransferCell, key: str, matrix: RuntimeMatrix, splits: TargetSplits, options: TransferOptions,
@@ -329,7 +328,7 @@ def compute_cell(cell: TransferCell, key: str, matrix: RuntimeMatrix, splits: Ta
                                            lambda side, mask: fitted.selector.scores(side.columns(), mask),
                                            order=order, rule=split_rule(train, validation))
                 body = {"metrics": _metrics_record(metrics), "fit_seconds": fitted.fit_seconds,
-                        "train_problems": int(len(sampled.train))}
+                        "train_problems": len(sampled.train)}
             elif cell.method == "scratch":
                 body = _fit_record(fit(matrix, options.fit_config(), split=sampled))
             else:

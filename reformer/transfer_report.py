@@ -133,27 +133,28 @@ def write_report(report_dir: str | os.PathLike[str], outcome: TransferOutcome) -
     data = run.get("dataset") or {}
     wall = sum(i.get("wall_seconds", 0.0) for i in run.get("invocations", []))
     env = run.get("environment") or {}
-    lines += [f"- dataset: {(data.get('metadata') or {}).get('path', '?')} ({data.get('n_problems', '?'):,} "
-              f"(problem, device) rows, {data.get('n_kernels', '?')} kernels, devices: "
-              f"{', '.join(data.get('devices', []))})" if data else "- dataset: (not recorded)",
-              f"- cells: {done} of {len(outcome.cells)} finished; wall time {_fmt_seconds(wall)} over "
-              f"{len(run.get('invocations', []))} invocation(s)",
-              f"- seed {options.get('seed')}, target split {options.get('split_fractions')}, few-shot shares "
-              f"{options.get('fractions')}, fine-tuning peak lr {options.get('finetune_lr')}, "
-              f"{options.get('threads')} thread(s)" + (", **--quick** (subsample, short training)"
-                                                       if options.get("quick") else ""),
+    dataset = (f"- dataset: {(data.get('metadata') or {}).get('path', '?')} ({data.get('n_problems', '?'):,} "
+               f"(problem, device) rows, {data.get('n_kernels', '?')} kernels, devices: "
+               f"{', '.join(data.get('devices', []))})") if data else "- dataset: (not recorded)"
+    quick = ", **--quick** (subsample, short training)" if options.get("quick") else ""
+    lines += [dataset,
+              (f"- cells: {done} of {len(outcome.cells)} finished; wall time {_fmt_seconds(wall)} over "
+               f"{len(run.get('invocations', []))} invocation(s)"),
+              (f"- seed {options.get('seed')}, target split {options.get('split_fractions')}, few-shot shares "
+               f"{options.get('fractions')}, fine-tuning peak lr {options.get('finetune_lr')}, "
+               f"{options.get('threads')} thread(s){quick}"),
               f"- machine: {env.get('cpu', '?')}, {env.get('cores', '?')} cores", ""]
     for notice in outcome.notices:
         lines += [f"> {notice}", ""]
-    lines += ["Closed protocol: the pick is the best-ranked *measured* kernel; open: the best-ranked candidate "
-              "(a miss is charged the slowest measured time).  Zero-shot and lookup use none of the target's "
-              "problems (target share 0).", ""]
+    lines += [("Closed protocol: the pick is the best-ranked *measured* kernel; open: the best-ranked candidate "
+               "(a miss is charged the slowest measured time).  Zero-shot and lookup use none of the target's "
+               "problems (target share 0)."), ""]
     for target in targets:
         lines += [f"## {target}", ""]
         lookup = results.filter((pl.col("target") == target) & (pl.col("method") == "lookup"))
         if lookup.height and not math.isnan(lookup["coverage"][0]):
-            lines += [f"Lookup: {100 * lookup['coverage'][0]:.1f} % of the test problems were measured on some "
-                      "other device; the rest fall back to the static order.", ""]
+            lines += [(f"Lookup: {100 * lookup['coverage'][0]:.1f} % of the test problems were measured on some "
+                       "other device; the rest fall back to the static order."), ""]
         lines += [target_table(results, target), ""]
     if plot(report_dir / PLOT_FILE, results, targets):
         paths.append(report_dir / PLOT_FILE)

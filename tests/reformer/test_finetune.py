@@ -48,7 +48,7 @@ def sources():
 
 
 def test_fine_tuning_starts_from_the_init_weights_and_leaves_them_alone(sources, monkeypatch):
-    import reformer.train as train
+    from reformer import train
 
     trained, target = sources
     before = {k: v.clone() for k, v in trained.model.state_dict().items()}
@@ -81,7 +81,7 @@ def test_init_keeps_the_architecture_of_the_model(sources):
 
 
 def test_kernels_the_init_model_lacks_are_appended_as_the_mean_row(monkeypatch):
-    import reformer.train as train
+    from reformer import train
 
     frame = multi_device_frame(150, seed=4)
     trained = train.fit(pivot(frame.filter(pl.col("device") == DESCRIBED_DEVICES[1])), TINY).trained
@@ -223,6 +223,8 @@ def test_fine_tuned_rule_keeps_the_init_contexts_and_adds_the_targets(sources):
     for level in range(len(CONTEXT_LEVELS)):
         for key, names in old["kernels_by_level"][level].items():
             assert set(names) <= set(new["kernels_by_level"][level][key])  # every init context kept
-        added = {k for k in new["kernels_by_device_level"][level] if k.startswith(DESCRIBED_DEVICES[2] + "|")}
-        assert added  # the target's own contexts, per device
+        added = {k: v for k, v in new["kernels_by_device_level"][level].items()
+                 if k.startswith(DESCRIBED_DEVICES[2] + "|")}
+        for key, names in old["kernels_by_level"][level].items():  # the new device starts from the unseen union
+            assert set(names) <= set(added[f"{DESCRIBED_DEVICES[2]}|{key}"])
     assert DEVICE_PROPERTY in new["fields"]

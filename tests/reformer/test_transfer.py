@@ -80,7 +80,8 @@ def test_lookup_takes_the_nearest_devices_winner():
 
 
 def _options(**kwargs):
-    defaults = dict(targets=(DESCRIBED_DEVICES[1],), fractions=(0.1, 0.5), threads=1, quick=QUICK, base=TINY)
+    defaults = {"targets": (DESCRIBED_DEVICES[1],), "fractions": (0.1, 0.5), "threads": 1, "quick": QUICK,
+                "base": TINY}
     return TransferOptions(**{**defaults, **kwargs})
 
 
