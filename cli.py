@@ -85,6 +85,8 @@ def reformer() -> None:
       reformer fit dataset.parquet -o model/
       reformer evaluate model/ other.parquet
       reformer select model/ --problem "batch=32,in_channels=64,..."
+      reformer fit new_gpu.parquet -o tuned/ --init model/ --train-fraction 0.1
+      reformer transfer all_devices.parquet -o transfer/
     """
 
 
