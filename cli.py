@@ -16,11 +16,21 @@ import click
 
 from kernelbench.device import DEFAULT_MEMORY_SHARE
 from kernelbench.errors import InputError, RunAborted
-# Torch-free: the fit options and their choice lists are defined once, there.
-from reformer.config import ACTIVATIONS, BLOCKS, CANDIDATES, LABELS, PATHS, PRECISIONS, SCHEDULES, FitConfig
-from reformer.splits import GROUPINGS
 from kernelbench.measure import ISOLATIONS, KILL_GRACE_S
 
+# Torch-free: the fit options and their choice lists are defined once, there.
+from reformer.config import (
+    ACTIVATIONS,
+    BLOCKS,
+    CANDIDATES,
+    LABELS,
+    PATHS,
+    PRECISIONS,
+    SCHEDULES,
+    TRANSFER_FRACTIONS,
+    FitConfig,
+)
+from reformer.splits import GROUPINGS
 
 _DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
@@ -75,6 +85,8 @@ def reformer() -> None:
       reformer fit dataset.parquet -o model/
       reformer evaluate model/ other.parquet
       reformer select model/ --problem "batch=32,in_channels=64,..."
+      reformer fit new_gpu.parquet -o tuned/ --init model/ --train-fraction 0.1
+      reformer transfer all_devices.parquet -o transfer/
     """
 
 
@@ -529,13 +541,26 @@ def _parse_problem(text: str) -> dict[str, str]:
               help="Training arithmetic: bfloat16 autocasts the forward pass (weights and inference stay float32).")
 @click.option("--top-k", "top_k", default="1,2,3", show_default=True,
               help="Also score the best measured kernel among the first k ranked, for each k (both protocols).")
+@click.option("--max-steps", type=int, default=_FIT.max_steps, show_default=True,
+              help="Train at most this many optimiser steps (fewer epochs on large, e.g. multi-device, datasets; "
+                   "at least one epoch; 0: no cap).")
+@click.option("--train-fraction", type=float, default=_FIT.train_fraction, show_default=True,
+              help="Train on this seeded share of the training split (validation and test unchanged): a device with "
+                   "only a few measured problems.")
+@click.option("--train-problems", type=int, default=None,
+              help="Train on this many problems of the training split (seeded sample; instead of --train-fraction).")
+@click.option("--init", "init_dir", default=None, type=click.Path(file_okay=False, path_type=str),
+              help="Fine-tune the model in this directory: start from its weights and keep its architecture, "
+                   "tokens, normalisation and kernel vocabulary (kernels it lacks are added; see docs/transfer.md).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def reformer_fit(dataset: str, model_dir: str, derived: str, fractions: str, split_by: str | None, group_by: str | None,
-                 quiet: bool, top_k: str, **options) -> None:
+@click.pass_context
+def reformer_fit(ctx: click.Context, dataset: str, model_dir: str, derived: str, fractions: str, split_by: str | None,
+                 group_by: str | None, quiet: bool, top_k: str, init_dir: str | None, **options) -> None:
     """Train a Reformer on DATASET, save it to MODEL_DIR and print test metrics beside the baselines.
 
     MODEL_DIR is written as a whole (a complete old or new model even if the fit is killed while saving); an
-    existing model directory there is replaced.
+    existing model directory there is replaced.  With --init, the model is fine-tuned from another model's
+    weights (e.g. one trained on other devices) instead of trained from scratch.
     """
     from safetensors import SafetensorError
 
@@ -561,18 +586,33 @@ def reformer_fit(dataset: str, model_dir: str, derived: str, fractions: str, spl
                      hold_out=parse_split_by(split_by) if split_by else ())
     tokens = () if derived.strip().lower() == "none" else tuple(t.strip() for t in derived.split(",") if t.strip())
     config = FitConfig(**options, derived=tokens, split=spec, progress=not quiet)
+    init = _init_model(ctx, init_dir, config) if init_dir is not None else None
     matrix = load_matrix(dataset)
+    if init is not None:  # before any output: bad input is one line
+        from reformer.finetune import check_token_design
+
+        check_token_design(init, matrix.columns())
     on = f" ((problem, device) pairs on {len(matrix.devices)} devices)" if len(matrix.devices) > 1 else ""
     click.echo(f"{dataset}: {matrix.n_problems} problems{on}, {len(matrix.kernels)} kernels"
                f" ({matrix.dropped_problems} problems without an ok row dropped)")
-    result = fit(matrix, config, top_ks=top_ks)
+    result = fit(matrix, config, top_ks=top_ks, init=init)
     try:
         save_fit(model_dir, result)
     except (OSError, SafetensorError) as exc:
         # Disk full, quota, read-only: one line.  safetensors reports I/O errors as SafetensorError.
         raise InputError(f"cannot write the model to {model_dir}: {io_error_reason(exc)}") from None
     sizes = result.split.sizes()
-    click.echo(f"split: {spec.describe()}: train {sizes['train']}, validation {sizes['validation']}, test {sizes['test']}")
+    sample = result.trained.info.get("train_sample")
+    of = f" (a seeded sample of {sample['of']})" if sample else ""
+    click.echo(f"split: {spec.describe()}: train {sizes['train']}{of}, validation {sizes['validation']}, "
+               f"test {sizes['test']}")
+    if init is not None:
+        started = result.trained.info["init"]
+        added = started["added_kernels"]
+        click.echo(f"fine-tuned from {init_dir}" + (f"; {len(added)} kernel(s) it did not know added to the head: "
+                                                    f"{', '.join(added)}" if added else "")
+                   + ("; no epoch beat its weights on validation, so they were kept" if started["kept_initial_weights"]
+                      else ""))
     click.echo(f"fit: {result.fit_seconds:.1f} s, {len(result.curve)} epochs, best epoch {result.best_epoch}; "
                f"select latency p50 {result.latency_us['p50']:.0f} µs")
     test = result.evaluations["test"]
@@ -583,6 +623,25 @@ def reformer_fit(dataset: str, model_dir: str, derived: str, fractions: str, spl
     train = result.evaluations["train"].model
     click.echo(f"train top-1 {train.top1:.4f}, oracle ratio {train.oracle_ratio:.4f}")
     click.echo(f"saved to {model_dir}")
+
+
+def _init_model(ctx: click.Context, init_dir: str, config: FitConfig):
+    """The --init model; an architecture or token option given explicitly must agree with it."""
+    from reformer.finetune import ARCHITECTURE_FIELDS, init_fields
+    from reformer.store import load_model
+
+    try:
+        init = load_model(init_dir)
+    except InputError as exc:
+        raise InputError(f"--init: {exc}") from None
+    fields = init_fields(init)
+    for name in ARCHITECTURE_FIELDS:
+        given = ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)
+        if given and getattr(config, name) != fields[name]:
+            value = ",".join(fields[name]) if name == "derived" else fields[name]
+            raise InputError(f"--{name.replace('_', '-')} differs from the --init model's ({value}); a fine-tuned "
+                             "model keeps its init model's architecture and tokens, so leave the option out")
+    return init
 
 
 @reformer.command("evaluate")
@@ -597,15 +656,19 @@ def reformer_evaluate(model_dir: str, dataset: str, as_json: bool, seed: int, to
     import json
 
     from reformer.data import load_matrix
-    from reformer.evaluate import evaluate
+    from reformer.evaluate import check_devices, evaluate
     from reformer.report import json_metrics, metrics_table, open_table
     from reformer.selector import Selector
 
     top_ks = tuple(_parse_ints(top_k, "--top-k")) if top_k is not None else ()
     selector = Selector.load(model_dir)
     matrix = load_matrix(dataset)
+    new_devices = check_devices(selector, matrix)
     result = evaluate(selector, matrix, seed=seed, top_ks=top_ks)
     notes = []
+    if new_devices:
+        notes.append(f"device(s) the model was not trained on: {', '.join(new_devices)} (candidates from the "
+                     "contexts of its training devices, flagged unseen)")
     if result.unknown_kernels:
         notes.append(f"{len(result.unknown_kernels)} kernel(s) of the dataset unknown to the model "
                      f"(never picked, still count for t_best): {', '.join(result.unknown_kernels)}")
@@ -726,6 +789,52 @@ def reformer_ablate(dataset: str, report_dir: str, seeds: int, studies: str, qui
     paths = write_report(report_dir, outcome)
     click.echo(f"{outcome.computed} cell(s) computed, {outcome.reused} read back; wrote "
                + ", ".join(str(p) for p in paths[:2]) + f" and {len(paths) - 2} plot(s)")
+
+
+# ---------------------------------------------------------------- reformer transfer
+
+
+@reformer.command("transfer")
+@click.argument("dataset", type=click.Path(dir_okay=False, path_type=str))
+@click.option("-o", "--output", "report_dir", required=True, type=click.Path(file_okay=False),
+              help="Report directory; re-running the same command resumes (finished cells are read back).")
+@click.option("--targets", default=None,
+              help="Comma-separated target devices (dataset labels or descriptor ids)  [default: every device].")
+@click.option("--fractions", "shares", default=",".join(f"{f:g}" for f in TRANSFER_FRACTIONS), show_default=True,
+              help="Few-shot shares of the target's training split.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every split, sample and fit.")
+@click.option("--finetune-lr", type=float, default=None,
+              help="Peak learning rate of fine-tuning  [default: a fifth of reformer fit's --lr].")
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="torch/LightGBM threads.")
+@click.option("--quick", is_flag=True, help="At most 1,500 problems per device and short training (minutes).")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar over the cells.")
+@click.option("--report-only", is_flag=True,
+              help="Compute nothing: write the report from the cells finished so far (e.g. while the study runs).")
+def reformer_transfer(dataset: str, report_dir: str, targets: str | None, shares: str, seed: int,
+                      finetune_lr: float | None, threads: int, quick: bool, progress: bool, report_only: bool) -> None:
+    """Transfer to a device the model never saw: each device of DATASET (several devices, `kernelbench merge`)
+    in turn is the target; zero-shot, lookup, few-shot (fine-tuned, from scratch, LightGBM) and in-device.
+    Writes results.parquet, report.md and transfer.png (see docs/transfer.md)."""
+    import shlex
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+    from reformer.transfer import QuickTransfer, TransferOptions, run_transfer
+    from reformer.transfer_report import write_report
+
+    try:
+        fractions = tuple(float(x) for x in shares.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"--fractions {shares!r} must be comma-separated numbers, e.g. 0.01,0.1") from None
+    names = None if targets is None else tuple(t.strip() for t in targets.split(",") if t.strip())
+    options = TransferOptions(targets=names, fractions=fractions, seed=seed, finetune_lr=finetune_lr,
+                              threads=threads, quick=QuickTransfer() if quick else None)
+    command = "reformer transfer " + shlex.join(sys.argv[2:]) if len(sys.argv) > 2 else None
+    outcome = run_transfer(dataset, report_dir, options, progress=progress, say=click.echo, command=command,
+                           compute=not report_only)
+    paths = write_report(report_dir, outcome)
+    click.echo(f"{outcome.computed} cell(s) computed, {outcome.reused} read back; wrote "
+               + ", ".join(str(p) for p in paths))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -262,16 +262,8 @@ def _reformer_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[st
 def _baseline_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[str, Any]:
     from reformer import baselines
     from reformer.candidates import split_rule
-    from reformer.metrics import (
-        argmax_applicable,
-        first_applicable,
-        latency_us,
-        picked_times,
-        selection_metrics,
-        static_order,
-        static_scores,
-        with_ranking,
-    )
+    from reformer.evaluate import score_ranking
+    from reformer.metrics import latency_us, picked_times, static_order, static_scores
 
     train, validation, test = matrix.subset(split.train), matrix.subset(split.validation), matrix.subset(split.test)
     order = static_order(train.time_ms)
@@ -320,12 +312,7 @@ def _baseline_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[st
         }
 
     def metrics_of(side: RuntimeMatrix) -> Any:
-        closed = scores(side, side.applicable)
-        picks = argmax_applicable(closed, side.applicable)
-        metrics = selection_metrics(side.time_ms, picks, first_applicable(order, side.applicable))
-        candidates = rule.masks(side.columns(), side.kernels)[0]
-        return with_ranking(metrics, side.time_ms, closed_scores=closed, open_scores=scores(side, candidates),
-                            top_ks=TOP_KS), picks
+        return score_ranking(side, scores, order=order, rule=rule, top_ks=TOP_KS)
 
     metrics, picks = metrics_of(test)
     return {

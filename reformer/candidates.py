@@ -331,6 +331,13 @@ def fit_rule(
                            for level in CONTEXT_LEVELS) if len(devices) > 1 else ())
     common = {"kind": "context", "kernels_by_level": tables, "devices": devices,
               "kernels_by_device_level": device_tables}
+    return _choose_level(common, kernels, validation_columns, validation_time_ms)
+
+
+def _choose_level(common: dict[str, Any], kernels: Sequence[str], validation_columns: Mapping[str, Any] | None,
+                  validation_time_ms: np.ndarray | None) -> CandidateRule:
+    """The rule of ``common``'s tables at the finest level whose validation coverage is within
+    :data:`COVERAGE_TOLERANCE` of the coarsest level's (level 0 without validation problems)."""
     evidence: list[dict[str, float]] = []
     if validation_columns is None or validation_time_ms is None or len(validation_time_ms) == 0:
         return CandidateRule(level=0, **common)
@@ -347,6 +354,68 @@ def fit_rule(
     top = evidence[0]["coverage"]
     level = max(d for d, e in enumerate(evidence) if e["coverage"] >= top - COVERAGE_TOLERANCE)
     return CandidateRule(level=level, evidence=tuple(evidence), **common)
+
+
+def _merged(a: Mapping[str, tuple[str, ...]], b: Mapping[str, tuple[str, ...]],
+            order: Mapping[str, int]) -> dict[str, tuple[str, ...]]:
+    """Context tables ``a`` and ``b`` joined: per key, the union of their kernels (in vocabulary order)."""
+    out = dict(a)
+    for key, names in b.items():
+        out[key] = tuple(sorted(set(out.get(key, ())) | set(names), key=lambda k: order.get(k, len(order))))
+    return out
+
+
+def extend_rule(
+    base: CandidateRule,
+    *,
+    kernels: Sequence[str],
+    train_columns: Mapping[str, Any],
+    train_measured: np.ndarray,
+    validation_columns: Mapping[str, Any] | None = None,
+    validation_time_ms: np.ndarray | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> CandidateRule:
+    """``base`` (a fine-tuned model's init rule) with the contexts of new training problems added.
+
+    A fine-tuning set can be small (a few problems of a new device): a rule fitted on it alone would send most
+    problems to coarse contexts.  The extended rule keeps every context of ``base`` and adds the new ones: a
+    problem of a device seen here or in ``base`` finds its device's contexts first, and any other falls back to
+    the device-free contexts, the union over both.  A device new to ``base`` starts from ``base``'s device-free
+    contexts (what ``base`` offered it unseen) and adds its own kernels to them.  The level is chosen on the
+    validation problems as :func:`fit_rule` does.  An ``applies`` rule (or a ``base`` of another kind) is fitted anew.
+    """
+    if rule_kind(metadata or {})[0] != "context" or base.kind != "context" \
+            or len(base.kernels_by_level) != len(CONTEXT_LEVELS):
+        return fit_rule(kernels=kernels, train_columns=train_columns, train_measured=train_measured,
+                        validation_columns=validation_columns, validation_time_ms=validation_time_ms,
+                        metadata=metadata)
+    order = {k: j for j, k in enumerate(kernels)}
+    props = context_columns(train_columns)
+    devices = tuple(sorted(set(base.devices) | (set(props[DEVICE_PROPERTY].tolist()) - {""})))
+    tables = tuple(_merged(old, _tables(props, train_measured, kernels, level), order)
+                   for old, level in zip(base.kernels_by_level, CONTEXT_LEVELS))
+    device_tables: tuple[dict[str, tuple[str, ...]], ...] = ()
+    if len(devices) > 1:
+        def per_device(rule: CandidateRule, level: int) -> dict[str, tuple[str, ...]]:
+            if rule.per_device:
+                return dict(rule.kernels_by_device_level[level])
+            if len(rule.devices) == 1:  # a one-device rule's device-free contexts are its device's
+                return {f"{rule.devices[0]}|{key}": names for key, names in rule.kernels_by_level[level].items()}
+            return {}
+
+        def prior(level: int) -> dict[str, tuple[str, ...]]:
+            # A device new to ``base`` starts from what ``base`` offers an unseen device (its device-free
+            # contexts), so a few problems of it add kernels to its candidates and never take any away.
+            out = per_device(base, level)
+            for device in sorted(set(devices) - set(base.devices)):
+                out.update({f"{device}|{key}": names for key, names in base.kernels_by_level[level].items()})
+            return out
+
+        new_tables = [_tables(props, train_measured, kernels, (DEVICE_PROPERTY, *level)) for level in CONTEXT_LEVELS]
+        device_tables = tuple(_merged(prior(d), new_tables[d], order) for d in range(len(CONTEXT_LEVELS)))
+    common = {"kind": "context", "kernels_by_level": tables, "devices": devices,
+              "kernels_by_device_level": device_tables}
+    return _choose_level(common, kernels, validation_columns, validation_time_ms)
 
 
 def rule_from_info(info: Mapping[str, Any], *, model_dir: str | None = None) -> CandidateRule:

@@ -22,6 +22,13 @@ PRECISIONS = ("float32", "bfloat16")
 #: What a training problem's softmax is normalised over: its measured kernels only (the closed protocol, the
 #: paper's), or every candidate of its context (reformer.candidates), which also pushes the unmeasured ones down.
 CANDIDATES = ("context", "measured")
+#: The default cap on optimiser steps.  MI100's defaults take 4,305 (146,888 training problems, 287 batches of 512,
+#: 15 epochs: 285 s at 2 threads on a quiet machine, docs/reformer.md), which the cap leaves as they are; the
+#: five-device dataset (344,730 training problems) trains 11 epochs (7,414 steps) instead of 15 (10,110): about
+#: 8 minutes of steps at MI100's step time, against a 20-minute budget on 2 cores (docs/transfer.md).
+DEFAULT_MAX_STEPS = 8000
+#: The few-shot shares of a target device's training split in ``reformer transfer`` (reformer.transfer).
+TRANSFER_FRACTIONS = (0.01, 0.05, 0.1, 0.25)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -35,7 +42,11 @@ class FitConfig:
     ``derived`` extra tokens; ``exact_values`` (per integer token, how many of its most
     frequent values get an embedding of their own; 0 = off); optimisation (``lr`` is the peak rate of the
     schedule); ``min_steps`` raises the number of epochs on small datasets so that at
-    least that many optimiser steps are taken; ``patience`` epochs without a better validation geomean oracle
+    least that many optimiser steps are taken; ``max_steps`` lowers it on large datasets so that at most
+    that many are taken (at least one epoch; 0 = no cap; see :func:`reformer.train.training_epochs`);
+    ``train_fraction`` / ``train_problems`` train on a seeded sample of the training split (that share of its
+    problems, or that many; validation and test unchanged; :func:`reformer.splits.sample_train`), to
+    simulate a device with only a few measured problems; ``patience`` epochs without a better validation geomean oracle
     ratio stop training (0 = never); ``train_noise_sigma`` multiplies training
     runtimes by log-normal noise (validation and test stay clean).
     """
@@ -55,6 +66,7 @@ class FitConfig:
     exact_values: int = 128
     epochs: int = 15
     min_steps: int = 500
+    max_steps: int = DEFAULT_MAX_STEPS
     batch_size: int = 512
     lr: float = 5e-3
     weight_decay: float = 0.01
@@ -64,6 +76,8 @@ class FitConfig:
     threads: int = 2
     split: SplitSpec = dataclasses.field(default_factory=SplitSpec)
     train_noise_sigma: float = 0.0
+    train_fraction: float = 1.0
+    train_problems: int | None = None
     precision: str = "float32"
     progress: bool = True
 
@@ -87,6 +101,14 @@ class FitConfig:
             raise InputError(f"--derived: unknown token(s) {', '.join(unknown)}; known: {', '.join(DERIVED_TOKENS)}")
         if min(self.time_weight, self.weight_decay, self.train_noise_sigma, self.patience, self.min_steps, self.exact_values) < 0:
             raise InputError("--time-weight, --weight-decay, --patience, --min-steps, --exact-values and --train-noise must be >= 0")
+        if not 0 < self.train_fraction <= 1:
+            raise InputError(f"--train-fraction must be in (0, 1], got {self.train_fraction}")
+        if self.train_problems is not None and self.train_problems < 1:
+            raise InputError(f"--train-problems must be >= 1, got {self.train_problems}")
+        if self.train_problems is not None and self.train_fraction != 1:
+            raise InputError("give one of --train-fraction and --train-problems, not both")
+        if self.max_steps < 0:
+            raise InputError(f"--max-steps must be >= 0 (0: no cap), got {self.max_steps}")
         if self.lr <= 0 or self.softmax_tau_ms <= 0 or self.ratio_power <= 0:
             raise InputError("--lr, --softmax-tau and --ratio-power must be > 0")
 
@@ -95,6 +117,12 @@ class FitConfig:
         data["split"] = self.split.as_dict()
         data["derived"] = list(self.derived)
         del data["progress"]
+        # Left out at their neutral values, so the keys of ablation cells computed before these options existed
+        # stay valid (the default step cap does not bind on those single-device grids: 4,305 steps on MI100).
+        if self.train_fraction == 1 and self.train_problems is None:
+            del data["train_fraction"], data["train_problems"]
+        if self.max_steps == DEFAULT_MAX_STEPS:
+            del data["max_steps"]
         if self.candidates == "measured":
             # The closed-protocol training computes what models did before these options existed: leaving them
             # out keeps the keys of ablation cells computed then (docs/results/) valid.

@@ -11,10 +11,12 @@ kernels is known to the model cannot be scored: they are counted in
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
 from kernelbench.info import BASELINE_KERNELS
+from reformer.candidates import CandidateRule
 from reformer.data import RuntimeMatrix, align_kernels
 from reformer.metrics import (
     SelectionMetrics,
@@ -58,6 +60,33 @@ def _fixed_scores(column: int, fallback_scores: np.ndarray) -> np.ndarray:
     scores = fallback_scores.copy()
     scores[:, column] = 1.0  # above every static rank (<= 0): first wherever it is offered
     return scores
+
+
+def model_devices(selector: Selector) -> tuple[str, ...]:
+    """The device labels of the model's training problems (empty for a model that did not record them)."""
+    info = selector.trained.info
+    return tuple(info.get("devices") or (info.get("candidates") or {}).get("devices") or ())
+
+
+def check_devices(selector: Selector, matrix: RuntimeMatrix) -> tuple[str, ...]:
+    """The devices of ``matrix`` the model was not trained on; each must have a descriptor
+    (:func:`kernelbench.devices.descriptor`) when every training device of the model has one.
+
+    A model trained on described devices (MIOpen find-dbs, CUDA GPUs) scores a new device as one the
+    descriptor table knows; a CPU or synthetic model (no descriptors) scores any dataset, as before.
+
+    Raises:
+        InputError: a new device without a descriptor (one line, naming it).
+    """
+    from kernelbench.devices import descriptor, table, table_id
+
+    trained_on = model_devices(selector)
+    new = tuple(d for d in matrix.devices if d not in trained_on)
+    described = bool(trained_on) and all(table_id(d) in table() for d in trained_on)
+    if described:
+        for device in new:
+            descriptor(device)
+    return new
 
 
 def evaluate(selector: Selector, matrix: RuntimeMatrix, *, seed: int = 0, top_ks: tuple[int, ...] = ()) -> Evaluation:
@@ -120,3 +149,21 @@ def evaluate(selector: Selector, matrix: RuntimeMatrix, *, seed: int = 0, top_ks
         picks=tuple(selector.kernels[j] for j in picks),
         scored=rows,
     )
+
+
+def score_ranking(side: RuntimeMatrix, scores: Callable[[RuntimeMatrix, np.ndarray], np.ndarray], *,
+                  order: np.ndarray, rule: CandidateRule, top_ks: tuple[int, ...] = ()
+                  ) -> tuple[SelectionMetrics, np.ndarray]:
+    """Metrics of a ranking that is not a :class:`Selector` (a baseline, the lookup) in both protocols.
+
+    ``scores(side, mask)`` ranks the kernels of ``side`` (higher is better) among ``mask`` (bool ``[n, k]``):
+    it is asked once for the measured kernels (closed protocol: the best-ranked measured kernel is the pick)
+    and once for ``rule``'s candidates (open protocol).  ``order`` is the static order (kernel columns) the
+    static speed-ups are measured against.  Returns the metrics and the closed picks (kernel columns).
+    """
+    closed = scores(side, side.applicable)
+    picks = argmax_applicable(closed, side.applicable)
+    metrics = selection_metrics(side.time_ms, picks, first_applicable(order, side.applicable), time_rse=side.time_rse)
+    candidates = rule.masks(side.columns(), side.kernels)[0]
+    return with_ranking(metrics, side.time_ms, closed_scores=closed, open_scores=scores(side, candidates),
+                        top_ks=top_ks), picks

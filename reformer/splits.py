@@ -182,3 +182,37 @@ def make_split(problems: pl.DataFrame, spec: SplitSpec) -> Split:
     if len(test) == 0 and fractions[2] > 0:
         raise InputError(f"the test split is empty ({problems.height} problems); use a larger dataset")
     return Split(train=train, validation=validation, test=test, spec=spec)
+
+
+def sample_size(n_train: int, *, fraction: float = 1.0, problems: int | None = None) -> int:
+    """How many of ``n_train`` training problems :func:`sample_train` keeps: ``problems``, or
+    ``round(fraction * n_train)`` and at least one.
+
+    Raises:
+        InputError: ``fraction`` outside (0, 1], or ``problems`` < 1 or above ``n_train``.
+    """
+    if not 0 < fraction <= 1:
+        raise InputError(f"--train-fraction must be in (0, 1], got {fraction}")
+    if problems is not None:
+        if not 1 <= problems <= n_train:
+            raise InputError(f"--train-problems {problems} must be between 1 and the training split's "
+                             f"{n_train:,} problems")
+        return problems
+    return max(1, min(n_train, round(fraction * n_train)))
+
+
+def sample_train(split: Split, *, fraction: float = 1.0, problems: int | None = None, seed: int = 0) -> Split:
+    """``split`` with its training side replaced by a seeded sample of it (validation and test unchanged).
+
+    The sample is the first :func:`sample_size` problems of a permutation seeded by ``seed``, so samples of
+    one seed are nested (the 1 % sample is inside the 5 % one): a learning curve adds problems, it does not
+    draw new ones.  The whole split is returned as it is when nothing is left out.
+
+    Raises:
+        InputError: see :func:`sample_size`.
+    """
+    n = sample_size(len(split.train), fraction=fraction, problems=problems)
+    if n == len(split.train):
+        return split
+    order = np.random.default_rng(seed).permutation(len(split.train))
+    return dataclasses.replace(split, train=np.sort(split.train[order[:n]]))

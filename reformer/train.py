@@ -19,12 +19,13 @@ import torch
 from tqdm.auto import tqdm
 
 from kernelbench.errors import InputError
+from reformer.candidates import split_rule
 from reformer.config import FitConfig
 from reformer.data import RuntimeMatrix, lognormal_noise
 from reformer.evaluate import Evaluation, evaluate
 from reformer.features import EncodedProblems, FeatureEncoder
+from reformer.finetune import check_token_design, extend_vocabulary, finetune_rule, init_config, initial_model
 from reformer.labels import targets
-from reformer.candidates import split_rule
 from reformer.metrics import (
     argmax_applicable,
     latency_us,
@@ -35,7 +36,7 @@ from reformer.metrics import (
 )
 from reformer.model import ModelConfig, Reformer, soft_cross_entropy
 from reformer.selector import Selector
-from reformer.splits import Split, make_split
+from reformer.splits import Split, make_split, sample_train
 from reformer.store import TrainedModel
 from reformer.threads import torch_threads
 
@@ -134,9 +135,14 @@ def _validation_logits(model: Reformer, inputs: tuple[torch.Tensor, ...], *, chu
 
 def training_epochs(config: FitConfig, n_train: int) -> int:
     """The epochs :func:`fit` runs on ``n_train`` training problems: ``config.epochs``, or more when a small
-    dataset (a quick CPU sweep) would otherwise give the optimiser fewer than ``config.min_steps`` steps."""
+    dataset (a quick CPU sweep) would otherwise give the optimiser fewer than ``config.min_steps`` steps, or
+    fewer (at least one) when a large one (several devices merged) would take more than ``config.max_steps``
+    (0: no cap).  The cap wins over ``min_steps`` when both bind."""
     batches = (n_train + config.batch_size - 1) // config.batch_size
-    return max(config.epochs, -(-config.min_steps // batches))
+    epochs = max(config.epochs, -(-config.min_steps // batches))
+    if config.max_steps and epochs * batches > config.max_steps:
+        epochs = max(1, config.max_steps // batches)
+    return epochs
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -150,6 +156,9 @@ class LoopOptions:
     seed: int
     patience: int = 0
     progress: bool = False
+    #: Score the weights the loop starts from (a fine-tuned model's init) as epoch 0: if no epoch beats
+    #: them on validation, they are what the loop leaves.
+    keep_initial: bool = False
 
 
 def train_loop(
@@ -166,13 +175,17 @@ def train_loop(
 
     ``batch_loss(rows)`` is the loss of the training problems at positions ``rows``; ``validate()`` returns
     ``(top-1, score)`` on the validation split, and the epoch with the highest score is kept.  ``started`` is
-    the ``time.perf_counter()`` the curve's ``seconds`` count from.  Returns the curve and the kept epoch (1-based).
+    the ``time.perf_counter()`` the curve's ``seconds`` count from.  Returns the curve and the kept epoch (1-based;
+    0: the initial weights, with ``options.keep_initial``).
     """
     n, size = options.n, options.batch_size
     batches = (n + size - 1) // size
     generator = torch.Generator().manual_seed(options.seed)
     curve: list[EpochRecord] = []
     best = (-np.inf, 0, copy.deepcopy(model.state_dict()))
+    if options.keep_initial:
+        model.eval()
+        best = (validate()[1], 0, best[2])
     shown: dict[str, str] = {}
     for epoch in range(1, options.epochs + 1):
         model.train()
@@ -210,51 +223,68 @@ def train_loop(
 
 
 def fit(matrix: RuntimeMatrix, config: FitConfig | None = None, *, split: Split | None = None,
-        top_ks: tuple[int, ...] = ()) -> FitResult:
+        top_ks: tuple[int, ...] = (), init: TrainedModel | None = None) -> FitResult:
     """Train on the train split, early-stop on validation, evaluate on all splits.
 
     Runs with ``config.threads`` torch threads and restores the caller's count on return.
 
     Args:
         matrix: the dataset (see :func:`reformer.data.load_matrix`).
-        config: options.
+        config: options.  With ``config.train_fraction`` / ``train_problems``, training uses a seeded sample
+            of the training split (:func:`reformer.splits.sample_train`, seeded by ``config.seed``).
         split: a precomputed split of ``matrix`` (default: ``make_split(matrix.problems, config.split)``).
         top_ks: the k of the top-k metrics of every split's evaluation (both protocols).
+        init: fine-tune this model instead of training a new one: start from its weights, keep its
+            architecture, feature encoder and kernel vocabulary (kernels it lacks are appended), and keep its
+            weights if no epoch beats them on validation (:mod:`reformer.finetune`).  ``init`` is not modified.
 
     Raises:
-        InputError: invalid options or a split that leaves a side empty.
+        InputError: invalid options, a split that leaves a side empty, a sample size out of range, or
+            (``init``) a dataset whose problems vary in a token the model does not have.
     """
     config = config if config is not None else FitConfig()
     with torch_threads(config.threads):
-        return _fit(matrix, config, split=split, top_ks=top_ks)
+        return _fit(matrix, config, split=split, top_ks=top_ks, init=init)
 
 
-def _fit(matrix: RuntimeMatrix, config: FitConfig, *, split: Split | None, top_ks: tuple[int, ...]) -> FitResult:
+def _fit(matrix: RuntimeMatrix, config: FitConfig, *, split: Split | None, top_ks: tuple[int, ...],
+         init: TrainedModel | None) -> FitResult:
     torch.manual_seed(config.seed)
     split = split if split is not None else make_split(matrix.problems, config.split)
     if len(split.validation) == 0 or len(split.train) == 0:
         raise InputError("fit needs non-empty train and validation splits (validation drives early stopping)")
+    n_train_split = len(split.train)
+    split = sample_train(split, fraction=config.train_fraction, problems=config.train_problems, seed=config.seed)
     started = time.perf_counter()
 
+    added: tuple[str, ...] = ()
+    if init is not None:
+        config = init_config(config, init)
+        matrix, added = extend_vocabulary(matrix, init)
     train = matrix.subset(split.train)
     validation = matrix.subset(split.validation)
     train_times = lognormal_noise(train.time_ms, sigma=config.train_noise_sigma, seed=config.seed + 1)
     train_columns, validation_columns = train.columns(), validation.columns()
-    rule = split_rule(train, validation)
-    encoder = FeatureEncoder.fit(train_columns, derived=config.derived, exact_values=config.exact_values)
-    model = Reformer(
-        ModelConfig(
-            n_categories=encoder.n_categories,
-            n_numeric=len(encoder.numeric),
-            n_values=encoder.n_values if config.exact_values else (),
-            n_kernels=len(matrix.kernels),
-            dim=config.dim,
-            blocks=config.blocks,
-            block=config.block,
-            paths=config.paths,
-            activation=config.activation,
+    rule = split_rule(train, validation) if init is None else finetune_rule(init, train, validation)
+    if init is not None:
+        check_token_design(init, train_columns)
+        encoder = init.encoder
+        model = initial_model(init, len(added))
+    else:
+        encoder = FeatureEncoder.fit(train_columns, derived=config.derived, exact_values=config.exact_values)
+        model = Reformer(
+            ModelConfig(
+                n_categories=encoder.n_categories,
+                n_numeric=len(encoder.numeric),
+                n_values=encoder.n_values if config.exact_values else (),
+                n_kernels=len(matrix.kernels),
+                dim=config.dim,
+                blocks=config.blocks,
+                block=config.block,
+                paths=config.paths,
+                activation=config.activation,
+            )
         )
-    )
     categorical, numeric, value_ids, measured = _tensors(encoder.encode(train_columns), train.applicable)
     open_training = config.candidates == "context"
     candidates = torch.from_numpy(rule.masks(train_columns, matrix.kernels)[0] | train.applicable) if open_training else None
@@ -296,12 +326,21 @@ def _fit(matrix: RuntimeMatrix, config: FitConfig, *, split: Split | None, top_k
                                    scheduler=scheduler, started=started,
                                    options=LoopOptions(n=n, epochs=epochs, batch_size=config.batch_size,
                                                        seed=config.seed, patience=config.patience,
-                                                       progress=config.progress))
+                                                       progress=config.progress, keep_initial=init is not None))
     fit_seconds = time.perf_counter() - started
 
     order_names = tuple(matrix.kernels[j] for j in static_order(train.time_ms))
     info = {"fit": config.as_dict(), "split": {**split.spec.as_dict(), "sizes": split.sizes()}}
     info["candidates"] = rule.to_json()
+    info["devices"] = list(train.devices)
+    if len(split.train) < n_train_split:
+        info["train_sample"] = {"problems": len(split.train), "of": n_train_split, "seed": config.seed}
+    if init is not None:
+        source = init.info.get("dataset") or {}
+        info["init"] = {"dataset": (source.get("metadata") or {}).get("path"),
+                        "dataset_sha256": (source.get("metadata") or {}).get("sha256"),
+                        "devices": init.info.get("devices") or (init.info.get("candidates") or {}).get("devices"),
+                        "added_kernels": list(added), "kept_initial_weights": best_epoch == 0}
     info["dataset"] = {
         "metadata": matrix.metadata,
         "n_problems": matrix.n_problems,

@@ -209,3 +209,45 @@ def resolve_descriptor(label: str, *, device_spec: str | os.PathLike[str] | None
     if device_spec is not None:
         return load_device_spec(device_spec)
     return descriptor(label)
+
+
+#: The specifications :func:`distance` compares: every number on a log2 scale, ``matrix_cores`` as 0 / 1.
+DISTANCE_FIELDS = ("compute_units", "clock_mhz", "peak_fp32_tflops", "peak_fp16_tflops", "peak_bf16_tflops",
+                   "peak_int8_tops", "mem_bandwidth_gbs", "l2_mib", "lds_kib_per_cu", "wavefront", "matrix_cores")
+
+
+def spec_vector(device: DeviceDescriptor) -> tuple[float, ...]:
+    """``device``'s :data:`DISTANCE_FIELDS` as numbers: log2 of each figure, ``matrix_cores`` 1 or 0.
+
+    A peak the device has no native support for (``None``) is taken as its FP32 peak: such work runs
+    through the FP32 units (or is emulated, which the distance does not try to tell apart).
+    """
+    out = []
+    for field in DISTANCE_FIELDS:
+        value = getattr(device, field)
+        if field == "matrix_cores":
+            out.append(1.0 if value else 0.0)
+            continue
+        out.append(math.log2(device.peak_fp32_tflops if value is None else value))
+    return tuple(out)
+
+
+@functools.cache
+def _spreads() -> tuple[float, ...]:
+    """Per field of :func:`spec_vector`, its standard deviation over the package's table (1 where constant)."""
+    vectors = [spec_vector(d) for d in table().values()]
+    spreads = []
+    for values in zip(*vectors):
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+        spreads.append(std if std > 1e-12 else 1.0)
+    return tuple(spreads)
+
+
+def distance(a: DeviceDescriptor, b: DeviceDescriptor) -> float:
+    """How different two devices are: the root mean square over :data:`DISTANCE_FIELDS` of the difference of
+    their :func:`spec_vector`, each field divided by its spread over the package's table (so a field that
+    varies little between GPUs counts as much as one that varies a lot, and user devices do not move the
+    scale).  0 for identical specifications; symmetric."""
+    terms = [((x - y) / s) ** 2 for x, y, s in zip(spec_vector(a), spec_vector(b), _spreads())]
+    return math.sqrt(sum(terms) / len(terms))

@@ -94,3 +94,25 @@ def synthetic_device_frame(n: int = 200, *, seed: int = 0, device: str = "other"
     frame = synthetic_frame(n, seed=seed).filter(~pl.col("kernel").is_in(list(without)))
     faster = pl.when(pl.col("kernel") == "gemm").then(pl.col("time_ms") / speedup).otherwise(pl.col("time_ms"))
     return frame.with_columns(faster.alias("time_ms"), pl.lit(device).alias("device"))
+
+
+#: Device labels with descriptors in kernelbench/devices/descriptors.toml, for multi-device tests.
+DESCRIBED_DEVICES = ("miopen:gfx908:120", "miopen:gfx90a:110", "miopen:gfx803:64")
+
+
+def multi_device_frame(n: int = 150, *, seed: int = 0, devices: tuple[str, ...] = DESCRIBED_DEVICES,
+                       directions: tuple[str, ...] = ("fwd", "bwd_data")) -> pl.DataFrame:
+    """The same ``n`` problems measured on each of ``devices``: ``gemm`` 1x, 3x, 5x, ... faster from one
+    device to the next, and ``winograd`` recorded on the first device only, so winners and kernels differ."""
+    frames = []
+    for i, device in enumerate(devices):
+        frame = synthetic_frame(n, seed=seed, directions=directions)
+        if i:
+            frame = frame.filter(pl.col("kernel") != "winograd")
+        faster = pl.when(pl.col("kernel") == "gemm").then(pl.col("time_ms") / (1 + 2 * i)).otherwise(pl.col("time_ms"))
+        frames.append(frame.with_columns(faster.alias("time_ms"), pl.lit(device).alias("device")))
+    return pl.concat(frames)
+
+
+def write_multi_device(path: str | os.PathLike[str], n: int = 150, **kwargs) -> None:
+    schema.write_dataset(multi_device_frame(n, **kwargs), path, {"source": "test", "generator": "tests"})

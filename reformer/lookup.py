@@ -1,0 +1,94 @@
+"""The lookup baseline: the same problem's fastest kernel on the nearest measured device.
+
+The simplest answer for a device nobody has trained on: most libraries measure
+the same configurations on every GPU, so look the problem up on the devices
+that were measured and take the winner of the *nearest* one, by
+:func:`kernelbench.devices.distance` between their descriptors (normalised
+log specifications).  As a ranking (what the metrics of both protocols need):
+the source device's measured kernels by their time there, fastest first, then
+every other kernel in the static order.  A problem no source device measured
+falls back to the static order alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from reformer.data import RuntimeMatrix
+
+
+def descriptor_distance(a: str, b: str) -> float:
+    """:func:`kernelbench.devices.distance` between two device labels.
+
+    Raises:
+        InputError: a label has no descriptor.
+    """
+    from kernelbench.devices import descriptor, distance
+
+    return distance(descriptor(a), descriptor(b))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Lookup:
+    """The lookup ranking of some target problems.
+
+    Attributes:
+        scores: float ``[n, n_kernels]``, higher is better, every kernel finite (mask it per protocol).
+        source: per problem, the device label its ranking came from (``""``: none had it; static order).
+    """
+
+    scores: np.ndarray
+    source: tuple[str, ...]
+
+    @property
+    def coverage(self) -> float:
+        """Share of the problems some source device measured."""
+        return float(np.mean([s != "" for s in self.source])) if self.source else float("nan")
+
+
+def lookup(sources: RuntimeMatrix, targets: RuntimeMatrix, order: np.ndarray, *,
+           distance: Callable[[str, str], float] = descriptor_distance) -> Lookup:
+    """The lookup ranking of ``targets``' problems from the measurements of ``sources`` (same kernel columns).
+
+    Per target problem (a ``problem_id`` on a device), the source rows with the same ``problem_id`` on another
+    device are candidates; the one whose device is nearest to the target's device (``distance(target, source)``,
+    ties by label) gives the ranking.  ``order`` is the static order (kernel columns) used below the source's
+    measured kernels and for problems no source has.
+
+    Raises:
+        InputError: a device label without a descriptor (with the default ``distance``).
+    """
+    k = len(targets.kernels)
+    if tuple(sources.kernels) != tuple(targets.kernels):
+        raise ValueError("sources and targets must have the same kernel columns")
+    static_rank = np.empty(k)
+    static_rank[np.asarray(order)] = np.arange(k, dtype=np.float64)
+    scores = np.broadcast_to(-static_rank - k, (targets.n_problems, k)).copy()
+    by_problem: dict[str, list[int]] = {}
+    for row, pid in enumerate(sources.problems["problem_id"].to_list()):
+        by_problem.setdefault(pid, []).append(row)
+    source_devices = sources.problems["device"].to_list()
+    cache: dict[tuple[str, str], float] = {}
+
+    def far(target: str, source: str) -> float:
+        if (target, source) not in cache:
+            cache[(target, source)] = distance(target, source)
+        return cache[(target, source)]
+
+    chosen = []
+    for i, (pid, device) in enumerate(zip(targets.problems["problem_id"].to_list(),
+                                          targets.problems["device"].to_list())):
+        rows = [r for r in by_problem.get(pid, ()) if source_devices[r] != device]
+        if not rows:
+            chosen.append("")
+            continue
+        row = min(rows, key=lambda r: (far(device, source_devices[r]), source_devices[r]))
+        chosen.append(source_devices[row])
+        times = sources.time_ms[row]
+        measured = np.flatnonzero(~np.isnan(times))
+        ranked = measured[np.argsort(times[measured], kind="stable")]
+        scores[i, ranked] = -np.arange(len(ranked), dtype=np.float64)
+    return Lookup(scores=scores, source=tuple(chosen))
