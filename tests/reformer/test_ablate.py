@@ -36,7 +36,8 @@ def test_full_quick_grid_writes_results_report_and_plots(tmp_path, dataset_path)
 
     results = pl.read_parquet(report / "results.parquet")
     assert tuple(results.columns) == RESULT_COLUMNS
-    rows = [v for s in STUDIES for v in variants(s)]
+    # Every variant but torch_default: the synthetic data did not measure F.conv2d.
+    rows = [v for s in STUDIES for v in variants(s) if v.kind != "torch_default"]
     assert results.height == len(rows)
     assert results["n_problems"].unique().to_list() == [30]  # 10 % of the 300-problem subsample
     # Shared work: the default model is one cell behind five rows, with identical numbers.
