@@ -185,10 +185,11 @@ class Reformer(nn.Module):
         self.membership = nn.Linear(config.dim, config.n_kernels) if config.membership_head else None
 
     def scores_and_membership(
-        self, categorical: torch.Tensor, numeric: torch.Tensor, value_ids: torch.Tensor
+        self, categorical: torch.Tensor, numeric: torch.Tensor, value_ids: torch.Tensor, *, trunk_gradient: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Unmasked scores [B, K] (``z + log σ(u)`` with the membership head, else the head's logits) and the
-        membership logits ``u`` [B, K] (None without the membership head)."""
+        membership logits ``u`` [B, K] (None without the membership head).  ``trunk_gradient=False`` stops the
+        gradient of u at the pooled tokens (training only: the head then reads the ranking features as they are)."""
         tokens = self.embed(categorical, numeric, value_ids)
         if self.config.block == "gamma":
             pooled = self.blocks(tokens).mean(dim=0)
@@ -197,7 +198,7 @@ class Reformer(nn.Module):
         logits = self.head(pooled)
         if self.membership is None:
             return logits, None
-        membership = self.membership(pooled)
+        membership = self.membership(pooled if trunk_gradient else pooled.detach())
         return membership_scores(logits, membership), membership
 
     def forward(
@@ -241,10 +242,11 @@ def soft_cross_entropy(
     model's capacity on the order among the measured kernels.
 
     With ``membership`` (the membership head's logits ``u`` [B, K]; ``logits`` are then its scores
-    ``z + log σ(u)``), the candidate term is instead λ times the binary cross-entropy of ``u`` over the
-    problem's candidates, summed: ``-Σ_{k ∈ candidates} [m_k log σ(u_k) + (1 - m_k) log σ(-u_k)]`` with
-    ``m_k`` = k was measured (``applicable``), i.e. ``-log P(exactly the measured set)`` for independent
-    kernels.
+    ``z + log σ(u)``), the candidate term is instead λ times the sum of two terms that train u (and the
+    shared layers) but not z: the binary cross-entropy of ``u`` over the problem's candidates, summed,
+    ``-Σ_{k ∈ candidates} [m_k log σ(u_k) + (1 - m_k) log σ(-u_k)]`` with ``m_k`` = k was measured
+    (``applicable``); and ``-log P(measured set)`` under the softmax over the candidates of the scores, with
+    z held fixed (``logsumexp(candidates) - logsumexp(measured)`` as above).
     """
     masked = logits.masked_fill(~applicable, float("-inf"))
     log_p = torch.log_softmax(masked, dim=1)
@@ -253,7 +255,14 @@ def soft_cross_entropy(
         if candidates is None:
             raise ValueError("the membership head's loss needs the candidates")
         bce = F.binary_cross_entropy_with_logits(membership, applicable.to(membership.dtype), reduction="none")
-        per_problem = per_problem + membership_weight * bce.masked_fill(~candidates, 0.0).sum(dim=1)
+        # -log P(measured set) under the softmax over the candidates of z + log σ(u), with z held fixed: u
+        # learns to sink exactly the unmeasured candidates whose z would outrank the measured ones (the
+        # open protocol's misses), and z stays the closed protocol's.
+        log_sigmoid = F.logsigmoid(membership)
+        fixed_z = (logits - log_sigmoid).detach() + log_sigmoid
+        set_term = (torch.logsumexp(fixed_z.masked_fill(~candidates, float("-inf")), dim=1)
+                    - torch.logsumexp(fixed_z.masked_fill(~applicable, float("-inf")), dim=1))
+        per_problem = per_problem + membership_weight * (bce.masked_fill(~candidates, 0.0).sum(dim=1) + set_term)
     elif candidates is not None:
         lse_candidates = torch.logsumexp(logits.masked_fill(~candidates, float("-inf")), dim=1)
         per_problem = per_problem + membership_weight * (lse_candidates - torch.logsumexp(masked, dim=1))

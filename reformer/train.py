@@ -272,7 +272,8 @@ def _fit(matrix: RuntimeMatrix, config: FitConfig, *, split: Split | None, top_k
 
     def batch_loss(rows: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits, membership = model.scores_and_membership(categorical[rows], numeric[rows], value_ids[rows])
+            logits, membership = model.scores_and_membership(categorical[rows], numeric[rows], value_ids[rows],
+                                                             trunk_gradient=config.membership_trunk)
         return soft_cross_entropy(logits.float(), target[rows], measured[rows],
                                   None if weight is None else weight[rows],
                                   candidates=None if candidates is None else candidates[rows],

@@ -126,9 +126,9 @@ def test_validation_picks_do_not_depend_on_the_chunk_size(block):
 def test_fit_options_keep_the_keys_of_earlier_cells():
     """Options at the values models had before them are left out, so ablation cells computed then stay valid."""
     measured = FitConfig(candidates="measured", membership_head=True).as_dict()
-    assert not {"candidates", "membership_weight", "membership_head"} & set(measured)
+    assert not {"candidates", "membership_weight", "membership_head", "membership_trunk"} & set(measured)
     old_context = FitConfig(candidates="context", membership_head=False).as_dict()
-    assert "membership_head" not in old_context and old_context["membership_weight"] == 0.3
+    assert not {"membership_head", "membership_trunk"} & set(old_context) and old_context["membership_weight"] == 0.3
     assert FitConfig(candidates="context", membership_head=True).as_dict()["membership_head"] is True
 
 
