@@ -20,7 +20,7 @@ among the measured kernels) and ``u`` (is the kernel measured for this problem a
 all), and the model's score is ``z + log σ(u)``: the log of P(k measured) ·
 P(k best | measured) up to a constant, one scoring rule for both protocols.
 The closed cross-entropy is taken on the score itself (z absorbs log σ(u) among
-the measured kernels, where σ(u) ≈ 1); the membership loss reaches z not at all
+the measured kernels); the membership losses do not reach z
 (:func:`soft_cross_entropy`).
 """
 
