@@ -506,6 +506,13 @@ def _parse_problem(text: str) -> dict[str, str]:
                    "(the paper's closed protocol).")
 @click.option("--membership-weight", type=float, default=_FIT.membership_weight, show_default=True,
               help="λ of the term that pushes unmeasured candidates down (with --candidates context).")
+@click.option("--membership-head/--no-membership-head", default=_FIT.membership_head, show_default=True,
+              help="With --candidates context: a second logit per kernel learns whether it is measured for the "
+                   "problem (binary cross-entropy over the candidates, weighted by λ), and kernels are ranked by "
+                   "z + log σ(u); without it the λ term acts on the ranking logits themselves.")
+@click.option("--membership-trunk/--no-membership-trunk", default=_FIT.membership_trunk, show_default=True,
+              help="With --membership-head: its losses also train the layers it shares with the ranking logits "
+                   "(off: only the head learns membership, from the ranking features).")
 @click.option("--softmax-tau", "softmax_tau_ms", type=float, default=_FIT.softmax_tau_ms, show_default=True, help="τ in ms for --labels softmax.")
 @click.option("--ratio-power", type=float, default=_FIT.ratio_power, show_default=True, help="γ for --labels ratio (q ∝ t^-γ).")
 @click.option("--time-weight", type=float, default=_FIT.time_weight, show_default=True,

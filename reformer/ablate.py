@@ -151,7 +151,9 @@ def make_cell(variant: Variant, seed: int, options: AblationOptions) -> Cell:
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "threads"}
     if getattr(config, "candidates", None) == "measured":
         # As for FitConfig.as_dict: the closed training keeps the keys of cells computed before the option.
-        del settings["candidates"], settings["membership_weight"]
+        del settings["candidates"], settings["membership_weight"], settings["membership_head"]
+    elif getattr(config, "membership_head", None) is False:
+        del settings["membership_head"]
     settings.update(fractions=list(options.fractions), derived=list(base.derived))
     return Cell(variant.kind, seed, settings, config)
 

@@ -34,7 +34,7 @@ from reformer.data import RuntimeMatrix
 from reformer.features import DERIVED_TOKENS, FIELD_TOKENS, FeatureEncoder, derived_values
 from reformer.candidates import split_rule
 from reformer.metrics import argmax_applicable, oracle_picks, ranking_metrics, selection_metrics, static_order
-from reformer.model import soft_cross_entropy
+from reformer.model import membership_scores, soft_cross_entropy
 from reformer.splits import Split
 from reformer.threads import torch_threads
 from reformer.train import EpochRecord, LoopOptions, one_cycle, train_loop
@@ -167,23 +167,35 @@ class MLPConfig:
     threads: int = 1
     candidates: str = "context"
     membership_weight: float = 0.3
+    membership_head: bool = False
 
 
 class MLPNet(nn.Module):
-    """Flat features -> (Linear, ReLU) x len(hidden) -> Linear to one logit per kernel."""
+    """Flat features -> (Linear, ReLU) x len(hidden) -> Linear to one logit per kernel (two with
+    ``membership_head``: z, then u; see :func:`reformer.model.membership_scores`)."""
 
-    def __init__(self, n_features: int, n_kernels: int, hidden: Sequence[int]) -> None:
+    def __init__(self, n_features: int, n_kernels: int, hidden: Sequence[int], *, membership_head: bool = False) -> None:
         super().__init__()
+        self.membership_head = membership_head
         layers: list[nn.Module] = []
         width = n_features
         for h in hidden:
             layers += [nn.Linear(width, h), nn.ReLU()]
             width = h
-        layers.append(nn.Linear(width, n_kernels))
+        layers.append(nn.Linear(width, 2 * n_kernels if membership_head else n_kernels))
         self.net = nn.Sequential(*layers)
 
+    def scores_and_membership(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Scores [B, K] and the membership logits u [B, K] (None without the membership head)."""
+        raw = self.net(x)
+        if not self.membership_head:
+            return raw, None
+        z, u = raw.chunk(2, dim=-1)
+        return membership_scores(z, u), u
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        """Scores [B, K] (the ranking rule of :class:`reformer.model.Reformer`)."""
+        return self.scores_and_membership(x)[0]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -315,16 +327,18 @@ def _fit_mlp(matrix: RuntimeMatrix, split: Split, config: MLPConfig, *, derived:
     candidates = torch.from_numpy(rule.masks(train.columns(), matrix.kernels)[0] | train.applicable) if rule else None
     val_candidates = rule.masks(validation.columns(), matrix.kernels)[0] if rule else None
 
-    net = MLPNet(features.width, len(matrix.kernels), config.hidden)
+    net = MLPNet(features.width, len(matrix.kernels), config.hidden,
+                 membership_head=config.membership_head and open_training)
     n = len(x)
     batches = (n + config.batch_size - 1) // config.batch_size
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = one_cycle(optimizer, max_lr=config.lr, steps=config.epochs * batches)
 
     def batch_loss(rows: torch.Tensor) -> torch.Tensor:
-        return soft_cross_entropy(net(x[rows]), target[rows], measured[rows],
+        scores, membership = net.scores_and_membership(x[rows])
+        return soft_cross_entropy(scores, target[rows], measured[rows],
                                   candidates=None if candidates is None else candidates[rows],
-                                  membership_weight=config.membership_weight)
+                                  membership_weight=config.membership_weight, membership=membership)
 
     def validate() -> tuple[float, float]:
         with torch.inference_mode():

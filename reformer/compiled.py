@@ -106,7 +106,7 @@ def _activate_rows(zw, bias, code, out):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, fastmath=True, error_model="numpy")
 def _forward(cat_rows, numeric, value_rows, cat_table, num_scale, num_rows, mix, weight, bias,
-             head_weight, head_bias, nonlinear, direct, activation, eps, out):  # pragma: no cover - compiled
+             head_weight, head_bias, nonlinear, direct, activation, eps, membership, out):  # pragma: no cover - compiled
     """Logits of one problem into ``out`` [K]; see :class:`GammaWeights` for the arguments."""
     n_cat = cat_rows.shape[0]
     n_tokens = n_cat + numeric.shape[0]
@@ -163,26 +163,39 @@ def _forward(cat_rows, numeric, value_rows, cat_table, num_scale, num_rows, mix,
         xt = x[t]
         for c in range(d):
             pooled[c] += xt[c]
-    out[:] = head_bias
+    if not membership:
+        out[:] = head_bias
+        for c in range(d):
+            xv, hw = pooled[c], head_weight[c]
+            for k in range(out.shape[0]):
+                out[k] += xv * hw[k]
+        return
+    # The membership head: [z | u] from one [d, 2K] head, then z + log σ(u), with
+    # log σ(u) = min(u, 0) - log1p(exp(-|u|)) (no overflow for either sign).
+    raw = head_bias.copy()
     for c in range(d):
         xv, hw = pooled[c], head_weight[c]
-        for k in range(out.shape[0]):
-            out[k] += xv * hw[k]
+        for k in range(raw.shape[0]):
+            raw[k] += xv * hw[k]
+    n_kernels = out.shape[0]
+    for k in range(n_kernels):
+        u = raw[n_kernels + k]
+        out[k] = raw[k] + min(u, _ZERO) - np.log1p(np.exp(-abs(u)))
 
 
 @numba.njit(cache=True, fastmath=True, error_model="numpy")
 def _logits_one(cat_rows, numeric, value_rows, cat_table, num_scale, num_rows, mix, weight, bias,
-                head_weight, head_bias, nonlinear, direct, activation, eps, out):  # pragma: no cover
+                head_weight, head_bias, nonlinear, direct, activation, eps, membership, out):  # pragma: no cover
     _forward(cat_rows, numeric, value_rows, cat_table, num_scale, num_rows, mix, weight, bias,
-             head_weight, head_bias, nonlinear, direct, activation, eps, out)
+             head_weight, head_bias, nonlinear, direct, activation, eps, membership, out)
 
 
 @numba.njit(cache=True, fastmath=True, error_model="numpy", parallel=True)
 def _logits_many(cat_rows, numeric, value_rows, cat_table, num_scale, num_rows, mix, weight, bias,
-                 head_weight, head_bias, nonlinear, direct, activation, eps, out):  # pragma: no cover
+                 head_weight, head_bias, nonlinear, direct, activation, eps, membership, out):  # pragma: no cover
     for i in numba.prange(out.shape[0]):
         _forward(cat_rows[i], numeric[i], value_rows[i], cat_table, num_scale, num_rows, mix, weight, bias,
-                 head_weight, head_bias, nonlinear, direct, activation, eps, out[i])
+                 head_weight, head_bias, nonlinear, direct, activation, eps, membership, out[i])
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -200,11 +213,13 @@ class GammaWeights:
         mix: ``[blocks, L, L]`` token mixing P of each block (zeros without the nonlinear path).
         weight: ``[blocks - 1, d, cols]`` projections of blocks 2.. with the previous norm's scale folded in.
         bias: ``[blocks - 1, cols]`` their biases, the previous norm's shift folded in.
-        head_weight: ``[d, K]`` the head, last norm's scale and the 1/L of the mean folded in.
-        head_bias: ``[K]``.
+        head_weight: ``[d, K]`` the head, last norm's scale and the 1/L of the mean folded in; ``[d, 2K]`` with
+            ``membership``: the ranking logits z, then the membership logits u.
+        head_bias: ``[K]`` (``[2K]`` with ``membership``).
         nonlinear, direct: which paths the blocks have.
         activation: the model's activation name (a key of :data:`ACTIVATION_CODES`).
         eps: the LayerNorm epsilon.
+        membership: the model has a membership head; its scores are ``z + log σ(u)``.
     """
 
     cat_table: np.ndarray
@@ -220,10 +235,16 @@ class GammaWeights:
     direct: bool
     activation: str
     eps: float
+    membership: bool = False
+
+    @property
+    def n_kernels(self) -> int:
+        return self.head_bias.shape[0] // (2 if self.membership else 1)
 
     def _arguments(self, scale: np.ndarray) -> tuple:
         return (self.cat_table, scale, self.num_rows, self.mix, self.weight, self.bias, self.head_weight,
-                self.head_bias, self.nonlinear, self.direct, ACTIVATION_CODES[self.activation], np.float32(self.eps))
+                self.head_bias, self.nonlinear, self.direct, ACTIVATION_CODES[self.activation], np.float32(self.eps),
+                self.membership)
 
     def logits_one(self, cat_rows: np.ndarray, centred: np.ndarray, value_rows: np.ndarray) -> np.ndarray:
         """Logits ``float32 [K]`` of one problem on the calling thread.
@@ -231,7 +252,7 @@ class GammaWeights:
         ``cat_rows`` int64 ``[C]`` rows of ``cat_table``; ``centred`` float32 ``[N]``
         numeric values ``log2(1 + x) - mean``; ``value_rows`` int64 ``[N]`` rows of ``num_rows``.
         """
-        out = np.empty(self.head_bias.shape[0], dtype=np.float32)
+        out = np.empty(self.n_kernels, dtype=np.float32)
         _logits_one(cat_rows, centred, value_rows, *self._arguments(self.num_scale_centred), out)
         return out
 
@@ -241,7 +262,7 @@ class GammaWeights:
         ``cat_rows`` int64 ``[n, C]``; ``numeric`` float32 ``[n, N]`` standardised values;
         ``value_rows`` int64 ``[n, N]``.
         """
-        out = np.empty((numeric.shape[0], self.head_bias.shape[0]), dtype=np.float32)
+        out = np.empty((numeric.shape[0], self.n_kernels), dtype=np.float32)
         previous = numba.get_num_threads()
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
         try:

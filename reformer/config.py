@@ -37,7 +37,11 @@ class FitConfig:
 
     Attributes (units in names): label formulation and sharpness; ``candidates``: the training softmax is
     normalised over the measured kernels (``measured``) or over the problem's candidates (``context``, with
-    the membership term weighted by ``membership_weight``, see :func:`reformer.model.soft_cross_entropy`); ``time_weight`` α weights each
+    the membership term weighted by ``membership_weight``, see :func:`reformer.model.soft_cross_entropy`);
+    ``membership_head`` (with ``context`` only): a second logit u per kernel, trained by binary cross-entropy
+    over the candidates to say whether the kernel was measured, and the score ``z + log σ(u)`` (see
+    :mod:`reformer.model`), so the membership term no longer bends the ranking logits; ``membership_trunk``: its
+    losses also train the shared layers (False: only the head, which reads the ranking features); ``time_weight`` α weights each
     training problem's loss by ``t_best^α`` (normalised to mean 1; 0 = unweighted); architecture;
     ``derived`` extra tokens; ``exact_values`` (per integer token, how many of its most
     frequent values get an embedding of their own; 0 = off); optimisation (``lr`` is the peak rate of the
@@ -54,6 +58,8 @@ class FitConfig:
     labels: str = "ratio"
     candidates: str = "context"
     membership_weight: float = 0.3
+    membership_head: bool = False
+    membership_trunk: bool = True
     softmax_tau_ms: float = 1.0
     ratio_power: float = 4.0
     time_weight: float = 0.0
@@ -126,5 +132,8 @@ class FitConfig:
         if self.candidates == "measured":
             # The closed-protocol training computes what models did before these options existed: leaving them
             # out keeps the keys of ablation cells computed then (docs/results/) valid.
-            del data["candidates"], data["membership_weight"]
+            del data["candidates"], data["membership_weight"], data["membership_head"], data["membership_trunk"]
+        elif not self.membership_head:
+            # Likewise for the candidate training without the membership head (the cells computed before it).
+            del data["membership_head"], data["membership_trunk"]
         return data

@@ -38,7 +38,7 @@ from reformer.model import Reformer
 from reformer.store import TrainedModel
 
 #: FitConfig fields a fine-tuned model takes from its init model (architecture and token design).
-ARCHITECTURE_FIELDS = ("dim", "blocks", "block", "paths", "activation", "derived", "exact_values")
+ARCHITECTURE_FIELDS = ("dim", "blocks", "block", "paths", "activation", "membership_head", "derived", "exact_values")
 
 
 def init_fields(init: TrainedModel) -> dict[str, Any]:
@@ -46,7 +46,8 @@ def init_fields(init: TrainedModel) -> dict[str, Any]:
     configuration where those are missing)."""
     saved: Mapping[str, Any] = init.info.get("fit") or {}
     network = init.model.config
-    out: dict[str, Any] = {name: getattr(network, name) for name in ("dim", "blocks", "block", "paths", "activation")}
+    out: dict[str, Any] = {name: getattr(network, name)
+                           for name in ("dim", "blocks", "block", "paths", "activation", "membership_head")}
     out["derived"] = tuple(saved.get("derived", FitConfig().derived))
     out["exact_values"] = int(saved.get("exact_values", FitConfig().exact_values if network.n_values else 0))
     return out
@@ -82,7 +83,8 @@ def extend_vocabulary(matrix: RuntimeMatrix, init: TrainedModel) -> tuple[Runtim
     added = tuple(sorted(set(matrix.kernels) - set(init.kernels)))
     vocabulary = (*init.kernels, *added)
     time_ms, _ = align_kernels(matrix, vocabulary)
-    return dataclasses.replace(matrix, kernels=vocabulary, time_ms=time_ms), added
+    rse = None if matrix.time_rse is None else align_kernels(matrix, vocabulary, values=matrix.time_rse)[0]
+    return dataclasses.replace(matrix, kernels=vocabulary, time_ms=time_ms, time_rse=rse), added
 
 
 def finetune_rule(init: TrainedModel, train: RuntimeMatrix, validation: RuntimeMatrix) -> Any:
@@ -104,8 +106,11 @@ def initial_model(init: TrainedModel, added: int) -> Reformer:
     old = model.config
     grown = Reformer(dataclasses.replace(old, n_kernels=old.n_kernels + added))
     state = model.state_dict()
-    weight, bias = state["head.weight"], state["head.bias"]
-    state["head.weight"] = torch.cat([weight, weight.mean(dim=0, keepdim=True).expand(added, -1)])
-    state["head.bias"] = torch.cat([bias, bias.mean().expand(added)])
+    for head in ("head", "membership"):  # the membership head (if any) has a row per kernel too
+        if f"{head}.weight" not in state:
+            continue
+        weight, bias = state[f"{head}.weight"], state[f"{head}.bias"]
+        state[f"{head}.weight"] = torch.cat([weight, weight.mean(dim=0, keepdim=True).expand(added, -1)])
+        state[f"{head}.bias"] = torch.cat([bias, bias.mean().expand(added)])
     grown.load_state_dict(state, strict=True)
     return grown.train()

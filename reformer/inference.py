@@ -21,6 +21,8 @@ no autograd and no module dispatch:
   feature of a token, and the LayerNorm that follows subtracts each token's
   mean, so it never changes the output.
 * **The mean over tokens is folded into the head** (``1/L`` in its weights).
+* **A membership head is the second half of one ``[d, 2K]`` head**; the score
+  ``z + log σ(u)`` (:func:`reformer.model.membership_scores`) is taken after it.
 
 Folds are computed in float64 and stored as float32; results agree with the
 torch model up to float32 rounding (about 1e-6 on the logits).
@@ -54,7 +56,7 @@ from torch.nn import functional as F
 from kernelbench.problem import DERIVED_FIELDS, FIELDS, ConvProblem
 from reformer.features import DERIVED_TOKENS, EncodedProblems, derived_values
 from reformer.compiled import GammaWeights, masked_top1
-from reformer.model import GammaBlock
+from reformer.model import GammaBlock, membership_scores
 from reformer.store import TrainedModel
 from reformer.threads import torch_threads
 
@@ -88,6 +90,12 @@ def problem_columns(problems: Sequence[ProblemLike]) -> dict[str, np.ndarray]:
     """
     rows = [_get_problem_fields(as_problem(p)) for p in problems]
     return {name: np.array(values) for name, values in zip(_PROBLEM_FIELDS, zip(*rows))}
+
+
+def _membership_scores(raw: torch.Tensor) -> torch.Tensor:
+    """The scores of a membership-head model from its head's ``[..., 2K]`` output ``[z | u]``."""
+    z, u = raw.chunk(2, dim=-1)
+    return membership_scores(z, u)
 
 
 def _f64(tensor: torch.Tensor) -> np.ndarray:
@@ -218,8 +226,12 @@ class FastReformer:
             self._num_rows += _f64(embed.exact.weight) @ project
         self._num_rows = _f32(self._num_rows)
 
-        # -- blocks and head
+        # -- blocks and head (with the membership head: its u logits are the second half of one [d, 2K] head)
         head_weight, head_bias = _f64(model.head.weight).T, _f64(model.head.bias)
+        self.membership = model.membership is not None
+        if self.membership:
+            head_weight = np.concatenate([head_weight, _f64(model.membership.weight).T], axis=1)
+            head_bias = np.concatenate([head_bias, _f64(model.membership.bias)])
         self._attentions: tuple[_Attention, ...] = ()
         self._kernel: GammaWeights | None = None
         if self.gamma:
@@ -267,6 +279,7 @@ class FastReformer:
             direct=first.direct,
             activation=activation,
             eps=first.norm.eps,
+            membership=self.membership,
         )
 
     def _arrange_attention(self, block: nn.TransformerEncoderLayer, first: bool) -> _Attention:
@@ -333,7 +346,10 @@ class FastReformer:
         np.multiply(centred[:, None], self._num_scale_centred, out=first[c:])
         first[c:] += self._num_rows[value_rows]
         x = self._attention_one(first)
-        return (self._ones @ x) @ self._head_weight + self._head_bias
+        raw = (self._ones @ x) @ self._head_weight + self._head_bias
+        if not self.membership:
+            return raw
+        return _membership_scores(torch.from_numpy(raw)).numpy()
 
     def _attention_one(self, first: np.ndarray) -> np.ndarray:
         """Transformer blocks on one problem; ``first`` is ``[X | X W_qkv + b_qkv]`` of the first block."""
@@ -441,7 +457,8 @@ class FastReformer:
             parts.append(torch.addcmul(constant, numeric.T[:, :, None], scale[:, None]))
         first = torch.cat(parts) if len(parts) > 1 else parts[0]
         x = self._torch_blocks(first.transpose(0, 1).contiguous()).sum(1)
-        return torch.addmm(torch.from_numpy(self._head_bias), x, torch.from_numpy(self._head_weight))
+        raw = torch.addmm(torch.from_numpy(self._head_bias), x, torch.from_numpy(self._head_weight))
+        return _membership_scores(raw) if self.membership else raw
 
     def probabilities(self, encoded: EncodedProblems, mask: np.ndarray | None = None) -> np.ndarray:
         """Softmax over the applicable kernels, ``float32 [n, n_kernels]``.

@@ -14,6 +14,14 @@ with P in R^{L x L} mixing tokens and c in R^L (broadcast over features).
 ``paths="affine"`` keeps only ``X W2 + b2``; ``paths="nonlinear"`` only the
 ``P · φ(·) + c`` path.  The head averages the tokens, maps them to one logit
 per kernel, and sets the logits of non-applicable kernels to -inf.
+
+With ``membership_head`` the head has two logits per kernel, ``z`` (which is best
+among the measured kernels) and ``u`` (is the kernel measured for this problem at
+all), and the model's score is ``z + log σ(u)``: the log of P(k measured) ·
+P(k best | measured) up to a constant, one scoring rule for both protocols.
+The closed cross-entropy is taken on the score itself (z absorbs log σ(u) among
+the measured kernels); the membership losses do not reach z
+(:func:`soft_cross_entropy`).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from kernelbench.errors import InputError
 from reformer.config import BLOCKS, PATHS
@@ -49,6 +58,7 @@ class ModelConfig:
     paths: str = "both"
     activation: str = "gelu"
     heads: int = 4
+    membership_head: bool = False
 
     def __post_init__(self) -> None:
         if self.block not in BLOCKS:
@@ -170,6 +180,26 @@ class Reformer(nn.Module):
         make = GammaBlock if config.block == "gamma" else transformer_block
         self.blocks = nn.Sequential(*[make(config) for _ in range(config.blocks)])
         self.head = nn.Linear(config.dim, config.n_kernels)
+        # Created after the ranking head, and only when asked for, so that models without it initialise
+        # exactly as before (same random draws).
+        self.membership = nn.Linear(config.dim, config.n_kernels) if config.membership_head else None
+
+    def scores_and_membership(
+        self, categorical: torch.Tensor, numeric: torch.Tensor, value_ids: torch.Tensor, *, trunk_gradient: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Unmasked scores [B, K] (``z + log σ(u)`` with the membership head, else the head's logits) and the
+        membership logits ``u`` [B, K] (None without the membership head).  ``trunk_gradient=False`` stops the
+        gradient of u at the pooled tokens (training only: the head then reads the ranking features as they are)."""
+        tokens = self.embed(categorical, numeric, value_ids)
+        if self.config.block == "gamma":
+            pooled = self.blocks(tokens).mean(dim=0)
+        else:
+            pooled = self.blocks(tokens.transpose(0, 1)).mean(dim=1)
+        logits = self.head(pooled)
+        if self.membership is None:
+            return logits, None
+        membership = self.membership(pooled if trunk_gradient else pooled.detach())
+        return membership_scores(logits, membership), membership
 
     def forward(
         self,
@@ -178,17 +208,18 @@ class Reformer(nn.Module):
         value_ids: torch.Tensor,
         applicable: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits [B, K] for encoded problems (see :class:`reformer.features.EncodedProblems`);
-        where ``applicable`` (bool [B, K]) is False the logit is -inf."""
-        tokens = self.embed(categorical, numeric, value_ids)
-        if self.config.block == "gamma":
-            pooled = self.blocks(tokens).mean(dim=0)
-        else:
-            pooled = self.blocks(tokens.transpose(0, 1)).mean(dim=1)
-        logits = self.head(pooled)
+        """Scores ("logits") [B, K] for encoded problems (see :class:`reformer.features.EncodedProblems`);
+        where ``applicable`` (bool [B, K]) is False the score is -inf."""
+        logits = self.scores_and_membership(categorical, numeric, value_ids)[0]
         if applicable is not None:
             logits = logits.masked_fill(~applicable, float("-inf"))
         return logits
+
+
+def membership_scores(logits: torch.Tensor, membership: torch.Tensor) -> torch.Tensor:
+    """The membership head's ranking score ``z + log σ(u)`` (elementwise; the one definition, which the fast
+    inference paths reproduce)."""
+    return logits + F.logsigmoid(membership)
 
 
 def soft_cross_entropy(
@@ -199,6 +230,7 @@ def soft_cross_entropy(
     *,
     candidates: torch.Tensor | None = None,
     membership_weight: float = 1.0,
+    membership: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean over problems of the training loss, each problem's term multiplied by ``weight`` [B] when given.
 
@@ -208,11 +240,30 @@ def soft_cross_entropy(
     added: ``logsumexp(candidates) - logsumexp(measured)``.  At λ = 1 the sum is exactly the cross-entropy of
     the softmax over the candidates with the label mass on the measured kernels; smaller λ keeps more of the
     model's capacity on the order among the measured kernels.
+
+    With ``membership`` (the membership head's logits ``u`` [B, K]; ``logits`` are then its scores
+    ``z + log σ(u)``), the candidate term is instead λ times the sum of two terms that train u (and the
+    shared layers) but not z: the binary cross-entropy of ``u`` over the problem's candidates, summed,
+    ``-Σ_{k ∈ candidates} [m_k log σ(u_k) + (1 - m_k) log σ(-u_k)]`` with ``m_k`` = k was measured
+    (``applicable``); and ``-log P(measured set)`` under the softmax over the candidates of the scores, with
+    z held fixed (``logsumexp(candidates) - logsumexp(measured)`` as above).
     """
     masked = logits.masked_fill(~applicable, float("-inf"))
     log_p = torch.log_softmax(masked, dim=1)
     per_problem = -(target * log_p.masked_fill(~applicable, 0.0)).sum(dim=1)
-    if candidates is not None:
+    if membership is not None:
+        if candidates is None:
+            raise ValueError("the membership head's loss needs the candidates")
+        bce = F.binary_cross_entropy_with_logits(membership, applicable.to(membership.dtype), reduction="none")
+        # -log P(measured set) under the softmax over the candidates of z + log σ(u), with z held fixed: u
+        # learns to sink exactly the unmeasured candidates whose z would outrank the measured ones (the
+        # open protocol's misses), and z stays the closed protocol's.
+        log_sigmoid = F.logsigmoid(membership)
+        fixed_z = (logits - log_sigmoid).detach() + log_sigmoid
+        set_term = (torch.logsumexp(fixed_z.masked_fill(~candidates, float("-inf")), dim=1)
+                    - torch.logsumexp(fixed_z.masked_fill(~applicable, float("-inf")), dim=1))
+        per_problem = per_problem + membership_weight * (bce.masked_fill(~candidates, 0.0).sum(dim=1) + set_term)
+    elif candidates is not None:
         lse_candidates = torch.logsumexp(logits.masked_fill(~candidates, float("-inf")), dim=1)
         per_problem = per_problem + membership_weight * (lse_candidates - torch.logsumexp(masked, dim=1))
     return (per_problem if weight is None else per_problem * weight).mean()

@@ -283,6 +283,7 @@ def _fit(matrix: RuntimeMatrix, config: FitConfig, *, split: Split | None, top_k
                 block=config.block,
                 paths=config.paths,
                 activation=config.activation,
+                membership_head=config.membership_head and config.candidates == "context",
             )
         )
     categorical, numeric, value_ids, measured = _tensors(encoder.encode(train_columns), train.applicable)
@@ -302,11 +303,13 @@ def _fit(matrix: RuntimeMatrix, config: FitConfig, *, split: Split | None, top_k
 
     def batch_loss(rows: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(categorical[rows], numeric[rows], value_ids[rows])
+            logits, membership = model.scores_and_membership(categorical[rows], numeric[rows], value_ids[rows],
+                                                             trunk_gradient=config.membership_trunk)
         return soft_cross_entropy(logits.float(), target[rows], measured[rows],
                                   None if weight is None else weight[rows],
                                   candidates=None if candidates is None else candidates[rows],
-                                  membership_weight=config.membership_weight)
+                                  membership_weight=config.membership_weight,
+                                  membership=None if membership is None else membership.float())
 
     def validate() -> tuple[float, float]:
         # Early stopping follows the protocol the model is trained for: ranking every candidate (open) or

@@ -142,3 +142,23 @@ def test_lightgbm_missing_gives_notice_and_raises(monkeypatch, matrix, split):
     assert notice is not None and "pip install" in notice
     with pytest.raises(BaselineUnavailable, match="lightgbm"):
         fit_lightgbm(matrix, split)
+
+
+def test_mlp_membership_head_scores_with_reformers_rule(matrix, split):
+    """The MLP gets the same membership head and score z + log σ(u) as Reformer, on both of its paths."""
+    import torch
+
+    config = MLPConfig(hidden=(16,), epochs=2, batch_size=128, seed=0, membership_head=True)
+    selector = fit_mlp(matrix, split, config).selector
+    test = matrix.subset(split.test)
+    x = torch.from_numpy(selector.features.encode(test.columns()))
+    with torch.inference_mode():
+        z, u = selector.net.net(x).chunk(2, dim=1)  # the raw head: two logits per kernel
+    expected = (z + torch.nn.functional.logsigmoid(u)).numpy()
+    assert z.shape[1] == len(matrix.kernels)
+    np.testing.assert_allclose(selector.scores(test.columns(), np.ones_like(test.applicable)), expected, rtol=1e-6)
+    one = [selector.select_one(row, test.applicable[i]) for i, row in enumerate(_rows(matrix, split.test))]
+    assert one == [matrix.kernels[j] for j in argmax_applicable(expected, test.applicable)]
+    closed = fit_mlp(matrix, split, MLPConfig(hidden=(16,), epochs=2, batch_size=128, seed=0, candidates="measured",
+                                              membership_head=True)).selector
+    assert not closed.net.membership_head  # the closed training has no candidates to learn membership from

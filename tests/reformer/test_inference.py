@@ -109,6 +109,9 @@ def test_encode_one_matches_the_batch_encoder(problems, exact_encoder):
         {"block": "transformer", "activation": "relu", "blocks": 1},
         {"exact": True},
         {"exact": True, "block": "transformer"},
+        {"membership_head": True},
+        {"membership_head": True, "exact": True, "paths": "affine"},
+        {"membership_head": True, "block": "transformer"},
     ],
     ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults",
 )
@@ -258,3 +261,28 @@ def test_single_problem_path_on_a_dataset_whose_categorical_fields_are_constant(
     picks = selector.select(problem, top=3)
     assert len(picks) == 3 and picks[0][1] >= picks[1][1] >= picks[2][1] > 0
     assert {k for k, _ in picks} <= set(matrix.kernels)
+
+
+@pytest.mark.parametrize("block", ["gamma", "transformer"])
+def test_membership_scores_match_torch_in_both_tails_of_log_sigmoid(problems, encoder, block):
+    """u far below and far above 0 (log σ(u) ≈ u and ≈ 0): the compiled, numpy and torch paths agree, and the
+    ranking follows the score z + log σ(u), not z."""
+    plain = random_model(encoder, n_kernels=6, seed=4, block=block)
+    trained = random_model(encoder, n_kernels=6, seed=5, block=block, membership_head=True)
+    trained.model.load_state_dict(plain.model.state_dict(), strict=False)  # the same trunk and z, its own u
+    with torch.no_grad():
+        trained.model.membership.bias.copy_(torch.tensor([-12.0, -3.0, 0.0, 3.0, 12.0, -30.0]))
+    fast = FastReformer.from_trained(trained)
+    columns = problem_columns(problems[:60])
+    expected = torch_logits(trained, columns)
+    batched = fast.logits(encoder.encode(columns))
+    one_by_one = np.stack([fast.logits_one(p) for p in problems[:60]])
+    np.testing.assert_allclose(batched, expected, atol=1e-5 * np.abs(expected).max(), rtol=0)
+    np.testing.assert_allclose(one_by_one, expected, atol=1e-5 * np.abs(expected).max(), rtol=0)
+    encoded = encoder.encode(columns)
+    z = torch_logits(plain, columns)
+    u_bounds = expected - z  # log σ(u) <= 0
+    assert (u_bounds <= 1e-5).all() and (u_bounds[:, 4] > -1e-3).all()
+    assert (expected[:, 5] < z[:, 5] - 29).all()  # a kernel that is never measured sinks
+    np.testing.assert_array_equal(fast.probabilities(encoded).argmax(1), expected.argmax(1))
+

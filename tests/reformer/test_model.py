@@ -1,3 +1,6 @@
+import dataclasses
+import math
+
 import pytest
 import torch
 
@@ -94,3 +97,67 @@ def test_problem_weights_scale_each_problems_loss():
     per_problem = -torch.log_softmax(logits, 1)[[0, 1], [0, 1]]
     weighted = soft_cross_entropy(logits, target, applicable, torch.tensor([0.5, 1.5]))
     assert weighted.item() == pytest.approx(((0.5 * per_problem[0] + 1.5 * per_problem[1]) / 2).item())
+
+
+def test_membership_head_loss_on_a_hand_made_batch():
+    """Closed cross-entropy on the scores over the measured kernels + λ · (Σ_candidates BCE(u, measured)
+    + -log P(measured set | candidates)); the membership terms do not reach z."""
+    z = torch.tensor([[1.0, 0.0, 2.0, -1.0], [0.5, -0.5, 0.0, 3.0]], requires_grad=True)
+    u = torch.tensor([[2.0, 1.0, -1.0, 0.0], [0.0, 3.0, -2.0, 1.0]], requires_grad=True)
+    scores = z + torch.nn.functional.logsigmoid(u)
+    target = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.25, 0.0, 0.75]])
+    measured = torch.tensor([[True, True, False, False], [False, True, False, True]])
+    candidates = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    loss = soft_cross_entropy(scores, target, measured, candidates=candidates, membership_weight=0.5, membership=u)
+
+    def log_sigmoid(x):
+        return -math.log1p(math.exp(-x))
+
+    s = [[z[i][k].item() + log_sigmoid(u[i][k].item()) for k in range(4)] for i in range(2)]
+    # Problem 0: closed CE over kernels 0, 1 with all mass on 0; BCE over candidates 0, 1 (measured), 2 (not).
+    closed0 = -(s[0][0] - math.log(math.exp(s[0][0]) + math.exp(s[0][1])))
+    bce0 = -(log_sigmoid(2.0) + log_sigmoid(1.0) + log_sigmoid(1.0))  # log σ(-u) for the unmeasured u = -1
+    # Problem 1: closed CE over kernels 1, 3 (0.25 / 0.75); BCE over all four candidates.
+    lse1 = math.log(math.exp(s[1][1]) + math.exp(s[1][3]))
+    closed1 = -(0.25 * (s[1][1] - lse1) + 0.75 * (s[1][3] - lse1))
+    bce1 = -(log_sigmoid(-0.0) + log_sigmoid(3.0) + log_sigmoid(2.0) + log_sigmoid(1.0))
+    set0 = math.log(sum(math.exp(s[0][k]) for k in (0, 1, 2))) - math.log(math.exp(s[0][0]) + math.exp(s[0][1]))
+    set1 = math.log(sum(math.exp(v) for v in s[1])) - lse1
+    expected = ((closed0 + 0.5 * (bce0 + set0)) + (closed1 + 0.5 * (bce1 + set1))) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    # z of an unmeasured candidate is trained by nothing (its u carries membership); its u is.
+    assert z.grad[0, 2] == 0 and z.grad[1, 0] == 0 and z.grad[1, 2] == 0
+    assert u.grad[0, 2] > 0 and u.grad[1, 2] > 0
+    with pytest.raises(ValueError, match="needs the candidates"):
+        soft_cross_entropy(scores, target, measured, membership=u)
+
+
+def test_membership_head_scores_and_unchanged_initialisation_without_it():
+    torch.manual_seed(0)
+    plain = Reformer(CONFIG)
+    torch.manual_seed(0)
+    headed = Reformer(dataclasses.replace(CONFIG, membership_head=True))
+    assert plain.membership is None and headed.membership is not None
+    # The head is created last: every other weight draws the same random numbers as without it.
+    for name, tensor in plain.state_dict().items():
+        torch.testing.assert_close(headed.state_dict()[name], tensor)
+    scores, u = headed.scores_and_membership(*inputs())
+    z = plain(*inputs())  # the same trunk and ranking head
+    torch.testing.assert_close(scores, z + torch.nn.functional.logsigmoid(u))
+    torch.testing.assert_close(headed(*inputs()), scores)
+    assert plain.scores_and_membership(*inputs())[1] is None
+    assert ModelConfig.from_json(headed.config.to_json()) == headed.config
+    old = {k: v for k, v in CONFIG.to_json().items() if k != "membership_head"}  # a config.json written before
+    assert not ModelConfig.from_json(old).membership_head
+
+
+def test_membership_trunk_gradient_can_stop_at_the_head():
+    torch.manual_seed(0)
+    model = Reformer(dataclasses.replace(CONFIG, membership_head=True))
+    for trunk in (True, False):
+        model.zero_grad()
+        u = model.scores_and_membership(*inputs(), trunk_gradient=trunk)[1]
+        u.sum().backward()
+        assert model.membership.weight.grad.abs().sum() > 0
+        assert (model.blocks[0].fc.weight.grad is not None and model.blocks[0].fc.weight.grad.abs().sum() > 0) == trunk

@@ -121,3 +121,33 @@ def test_validation_picks_do_not_depend_on_the_chunk_size(block):
     assert np.array_equal(logits, _validation_logits(model, inputs, chunk=n))
     masked = np.where(applicable, logits_one_pass, -np.inf)
     assert np.array_equal(np.where(applicable, logits, -np.inf).argmax(axis=1), masked.argmax(axis=1))
+
+
+def test_fit_options_keep_the_keys_of_earlier_cells():
+    """Options at the values models had before them are left out, so ablation cells computed then stay valid."""
+    measured = FitConfig(candidates="measured", membership_head=True).as_dict()
+    assert not {"candidates", "membership_weight", "membership_head", "membership_trunk"} & set(measured)
+    old_context = FitConfig(candidates="context", membership_head=False).as_dict()
+    assert not {"membership_head", "membership_trunk"} & set(old_context) and old_context["membership_weight"] == 0.3
+    assert FitConfig(candidates="context", membership_head=True).as_dict()["membership_head"] is True
+
+
+@pytest.mark.parametrize("candidates", ["context", "measured"])
+def test_membership_head_fit_scores_with_its_own_rule(matrix, candidates):
+    """With --candidates context the model has the head, and the Selector's scores (fast path) are the torch
+    model's z + log σ(u); with measured the option does nothing (same model as without it)."""
+    small = matrix.subset(np.arange(300))
+    config = dataclasses.replace(QUICK, epochs=2, candidates=candidates, membership_head=True)
+    result = fit(small, config)
+    model = result.trained.model
+    assert (model.membership is not None) == (candidates == "context")
+    encoded = result.trained.encoder.encode(small.columns())
+    with torch.inference_mode():
+        scores, u = model.scores_and_membership(*(torch.from_numpy(a) for a in (encoded.categorical, encoded.numeric,
+                                                                                  encoded.value_ids)))
+    fast = result.selector.logits(small.columns())
+    np.testing.assert_allclose(fast, scores.numpy(), atol=1e-5 * float(scores.abs().max()), rtol=0)
+    if candidates == "measured":
+        plain = fit(small, dataclasses.replace(config, membership_head=False))
+        np.testing.assert_array_equal(plain.selector.logits(small.columns()), fast)
+        assert result.trained.info["fit"] == plain.trained.info["fit"]
