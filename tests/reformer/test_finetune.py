@@ -102,6 +102,18 @@ def test_kernels_the_init_model_lacks_are_appended_as_the_mean_row(monkeypatch):
     assert torch.allclose(start["head.bias"][-1], old["head.bias"].mean())
 
 
+def test_a_membership_head_model_grows_both_heads_and_keeps_the_head():
+    from reformer import train
+
+    frame = multi_device_frame(150, seed=4)
+    head = dataclasses.replace(TINY, membership_head=True)
+    trained = train.fit(pivot(frame.filter(pl.col("device") == DESCRIBED_DEVICES[1])), head).trained
+    result = train.fit(pivot(frame.filter(pl.col("device") == DESCRIBED_DEVICES[0])), TINY, init=trained)
+    tuned = result.trained.model
+    assert tuned.config.membership_head and tuned.membership.weight.shape[0] == len(result.trained.kernels)
+    assert result.trained.kernels[-1] == "winograd"
+
+
 def test_init_with_another_token_design_is_refused(tmp_path):
     from reformer.train import fit
 
