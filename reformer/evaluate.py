@@ -16,6 +16,7 @@ import numpy as np
 
 from kernelbench.info import BASELINE_KERNELS
 from reformer.data import RuntimeMatrix, align_kernels
+from reformer.device_features import dataset_descriptors
 from reformer.metrics import (
     SelectionMetrics,
     argmax_applicable,
@@ -65,8 +66,12 @@ def evaluate(selector: Selector, matrix: RuntimeMatrix, *, seed: int = 0, top_ks
     protocols (closed: among the measured kernels; open: ranking the model's candidates), with top-k for
     ``top_ks``.
 
+    A model trained on several devices reads each problem's device: one it was not trained on is
+    described by the selector's descriptors, the dataset's metadata or the package's table.
+
     Raises:
-        InputError: the model's candidate rule cannot place a problem (a direction it never saw).
+        InputError: the model's candidate rule cannot place a problem (a direction it never saw), or it
+            reads the device and a device has no descriptor.
     """
     known_times, unknown = align_kernels(matrix, selector.kernels)
     extra = np.stack([matrix.time_ms[:, matrix.kernels.index(k)] for k in unknown], axis=1) if unknown else None
@@ -78,7 +83,8 @@ def evaluate(selector: Selector, matrix: RuntimeMatrix, *, seed: int = 0, top_ks
     pad = np.zeros((len(rows), all_times.shape[1] - known_times.shape[1]), dtype=bool)
     known_applicable = ~np.isnan(known_times)
     columns = matrix.subset(rows).columns()
-    logits = selector.logits(columns)
+    # A model that reads the device also finds the dataset's devices in its metadata (kernelbench import records them).
+    logits = selector.logits(columns, descriptors=dataset_descriptors(matrix.metadata) if selector.reads_device else None)
     candidates = np.concatenate([selector.candidates(columns)[0], pad], axis=1)
     measured = np.concatenate([known_applicable, pad], axis=1)
     picks = argmax_applicable(logits, known_applicable)

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from kernelbench.errors import InputError
 from reformer.config import FitConfig
 from reformer.data import RuntimeMatrix, lognormal_noise
+from reformer.device_features import dataset_descriptors
 from reformer.evaluate import Evaluation, evaluate
 from reformer.features import EncodedProblems, FeatureEncoder
 from reformer.labels import targets
@@ -241,7 +242,8 @@ def _fit(matrix: RuntimeMatrix, config: FitConfig, *, split: Split | None, top_k
     train_times = lognormal_noise(train.time_ms, sigma=config.train_noise_sigma, seed=config.seed + 1)
     train_columns, validation_columns = train.columns(), validation.columns()
     rule = split_rule(train, validation)
-    encoder = FeatureEncoder.fit(train_columns, derived=config.derived, exact_values=config.exact_values)
+    encoder = FeatureEncoder.fit(train_columns, derived=config.derived, exact_values=config.exact_values,
+                                 device_tokens=config.device_tokens, descriptors=dataset_descriptors(matrix.metadata))
     model = Reformer(
         ModelConfig(
             n_categories=encoder.n_categories,
@@ -311,8 +313,9 @@ def _fit(matrix: RuntimeMatrix, config: FitConfig, *, split: Split | None, top_k
     selector = Selector(trained)
     evaluations = {name: evaluate(selector, matrix.subset(rows), seed=config.seed, top_ks=top_ks)
                    for name, rows in split.sides().items()}
-    sample = matrix.problem_row(int(split.test[0] if len(split.test) else split.train[0]))
-    latency = latency_us(lambda: selector.select(sample), repeats=100, warmup=10)
+    at = int(split.test[0] if len(split.test) else split.train[0])
+    sample, device = matrix.problem_row(at), matrix.problems["device"][at]
+    latency = latency_us(lambda: selector.select(sample, device=device), repeats=100, warmup=10)
     return FitResult(
         trained=trained,
         split=split,
