@@ -219,16 +219,28 @@ class FeatureEncoder:
         unknown = [d for d in derived if d not in DERIVED_TOKENS]
         if unknown:
             raise InputError(f"unknown derived token(s) {', '.join(unknown)}; known: {', '.join(DERIVED_TOKENS)}")
+        categorical_columns = {name: columns[name] for name in CATEGORICAL_FIELDS}
+        numeric_names = FIELD_TOKENS + tuple(derived)
+        raw = _numeric_columns(columns, numeric_names)
+        labels = sorted({str(v) for v in columns["device"]}) if device_tokens and "device" in columns else []
+        devices: tuple[tuple[str, DeviceDescriptor], ...] = ()
+        # One device: every device token is constant or a function of the problem alone, so none is added and a
+        # single-device model stays exactly what it was before device tokens existed.
+        if len(labels) > 1:
+            devices = tuple((label, _training_descriptor(label, descriptors)) for label in labels)
+            device_columns = _device_columns(columns, dict(devices))
+            categorical_columns.update({name: device_columns[name] for name in DEVICE_CATEGORICAL_TOKENS})
+            raw.update({name: device_columns[name] for name in DEVICE_NUMERIC_TOKENS})
+            numeric_names += DEVICE_NUMERIC_TOKENS
         categorical, vocabularies = [], []
-        for name in CATEGORICAL_FIELDS:
-            values = tuple(sorted({str(v) for v in columns[name]}))
+        for name, column in categorical_columns.items():
+            values = tuple(sorted({str(v) for v in column}))
             if drop_constant and len(values) < 2:
                 continue
             categorical.append(name)
             vocabularies.append(values)
-        raw = _numeric_columns(columns, FIELD_TOKENS + tuple(derived))
         numeric, mean, std, value_vocabularies = [], [], [], []
-        for name in FIELD_TOKENS + tuple(derived):
+        for name in numeric_names:
             logged = np.log2(1.0 + raw[name].astype(np.float64))
             # Constant up to round-off (a derived ratio computed along different paths differs in the last
             # bits): its std would be ~1e-16 and standardising by it would blow the round-off up to O(1).
@@ -239,34 +251,12 @@ class FeatureEncoder:
             mean.append(float(logged.mean()))
             std.append(1.0 if constant else float(logged.std()))
             vocabulary: tuple[float, ...] = ()
-            if exact_values > 0 and name in EXACT_VALUE_TOKENS:
+            if exact_values > 0 and name in EXACT_VALUE_TOKENS:  # never a device token: it stays a smooth input
                 values, counts = np.unique(raw[name].astype(np.float64), return_counts=True)
                 frequent = np.argsort(-counts, kind="stable")[:exact_values]
                 frequent = frequent[counts[frequent] >= MIN_VALUE_COUNT]
                 vocabulary = tuple(float(v) for v in np.sort(values[frequent]))
             value_vocabularies.append(vocabulary)
-        labels = sorted({str(v) for v in columns["device"]}) if device_tokens and "device" in columns else []
-        devices: tuple[tuple[str, DeviceDescriptor], ...] = ()
-        # One device: every device token is constant or a function of the problem alone, so none is added and a
-        # single-device model stays exactly what it was before device tokens existed.
-        if len(labels) > 1:
-            devices = tuple((label, _training_descriptor(label, descriptors)) for label in labels)
-            device_columns = _device_columns(columns, dict(devices))
-            for name in DEVICE_CATEGORICAL_TOKENS:
-                values = tuple(sorted({str(v) for v in device_columns[name]}))
-                if drop_constant and len(values) < 2:
-                    continue
-                categorical.append(name)
-                vocabularies.append(values)
-            for name in DEVICE_NUMERIC_TOKENS:
-                logged = np.log2(1.0 + device_columns[name].astype(np.float64))
-                constant = np.ptp(logged) <= CONSTANT_TOLERANCE * max(1.0, float(np.abs(logged).max()))
-                if drop_constant and constant:
-                    continue
-                numeric.append(name)
-                mean.append(float(logged.mean()))
-                std.append(1.0 if constant else float(logged.std()))
-                value_vocabularies.append(())
         return cls(
             categorical=tuple(categorical),
             vocabularies=tuple(vocabularies),
