@@ -298,7 +298,7 @@ def tune(model_dir, top_k, confidence, compare_dir, allow_other_device, **measur
     if note:
         click.echo(note, err=True)
     entries = m.options.shard.select(m.entries)
-    ranking = tn.rank_problems(selector, entries, m.kernels)
+    ranking = tn.rank_problems(selector, entries, m.kernels, device=m.backend.device_label)
     if compare_dir is not None:
         check_compare_run(compare_dir, device_label=m.backend.device_label, problem_ids=ranking.ranked,
                           rule=m.identity["rule"])
@@ -525,6 +525,9 @@ def _parse_problem(text: str) -> dict[str, str]:
 @click.option("--activation", type=click.Choice(ACTIVATIONS), default=_FIT.activation, show_default=True)
 @click.option("--derived", default=",".join(_FIT.derived), show_default=True,
               help="Derived tokens, comma-separated, or 'none'.")
+@click.option("--device-tokens/--no-device-tokens", default=_FIT.device_tokens, show_default=True,
+              help="On a dataset of several devices, tokens describing each problem's device (specs from the "
+                   "device descriptors, roofline times); see docs/reformer.md.")
 @click.option("--exact-values", type=int, default=_FIT.exact_values, show_default=True,
               help="Per integer token, how many of its most frequent values get their own embedding (0: off).")
 @click.option("--epochs", type=int, default=_FIT.epochs, show_default=True)
@@ -658,8 +661,15 @@ def _init_model(ctx: click.Context, init_dir: str, config: FitConfig):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random baseline.")
 @click.option("--top-k", "top_k", default=None,
               help="Comma-separated k: also score the best measured kernel among the first k ranked (both protocols).")
-def reformer_evaluate(model_dir: str, dataset: str, as_json: bool, seed: int, top_k: str | None) -> None:
-    """Score the model in MODEL_DIR on every problem of DATASET (e.g. another device's)."""
+@device_spec_option
+def reformer_evaluate(model_dir: str, dataset: str, as_json: bool, seed: int, top_k: str | None,
+                      device_spec: str | None) -> None:
+    """Score the model in MODEL_DIR on every problem of DATASET (e.g. another device's).
+
+    A model trained on several devices reads each problem's device; one it was not trained on is described by
+    the dataset's metadata, kernelbench's descriptor table or --device-spec (the dataset's device, or the one
+    of its devices nothing else describes).
+    """
     import json
 
     from reformer.data import load_matrix
@@ -670,7 +680,9 @@ def reformer_evaluate(model_dir: str, dataset: str, as_json: bool, seed: int, to
     top_ks = tuple(_parse_ints(top_k, "--top-k")) if top_k is not None else ()
     selector = Selector.load(model_dir)
     matrix = load_matrix(dataset)
-    new_devices = check_devices(selector, matrix)
+    if device_spec is not None:
+        selector = _with_device_spec(selector, model_dir, device_spec, matrix)
+    new_devices = check_devices(selector, matrix, device_spec_given=device_spec is not None)
     result = evaluate(selector, matrix, seed=seed, top_ks=top_ks)
     notes = []
     if new_devices:
@@ -707,22 +719,29 @@ def reformer_evaluate(model_dir: str, dataset: str, as_json: bool, seed: int, to
               help="Print only the first N ranked kernels  [default: every candidate].")
 @click.option("--device", default=None, metavar="LABEL",
               help="The device label the problem runs on (as in the dataset's device column); a model trained on "
-                   "several devices then offers that device's kernels.")
+                   "several devices needs it, scores for it and offers that device's kernels.")
+@device_spec_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: the ranked list and whether the "
               "problem's context was seen in training.")
 def reformer_select(model_dir: str, problem: str, applicable: str | None, top: int | None, device: str | None,
-                    as_json: bool) -> None:
+                    device_spec: str | None, as_json: bool) -> None:
     """Rank kernels for one problem with the model in MODEL_DIR, best first.
 
     Without --applicable the list is every candidate the model's rule offers for the problem (see
     docs/reformer.md): the order in which a library would try kernels, skipping those its own applicability
-    check rejects.
+    check rejects.  --device-spec describes the device --device names (default label: the spec's id).
     """
     import json
 
+    from kernelbench.devices import load_device_spec
     from reformer.selector import Selector
 
-    selector = Selector.load(model_dir)
+    descriptors = None
+    if device_spec is not None:
+        spec = load_device_spec(device_spec)
+        device = device if device is not None else spec.id
+        descriptors = {device: spec}
+    selector = Selector.load(model_dir, descriptors=descriptors)
     names = None if applicable is None else [k.strip() for k in applicable.split(",") if k.strip()]
     fields = _parse_problem(problem)
     seen = True
@@ -745,6 +764,30 @@ def reformer_select(model_dir: str, problem: str, applicable: str | None, top: i
     width = max(len(k) for k, _ in ranked)
     for rank, (kernel, probability) in enumerate(ranked, 1):
         click.echo(f"{rank:>3}  {kernel:{width}}  {probability:.4f}")
+
+
+def _with_device_spec(selector, model_dir: str, device_spec: str, matrix):
+    """The selector of MODEL_DIR that also knows ``--device-spec`` as the dataset's device it describes."""
+    from kernelbench.devices import load_device_spec
+    from reformer.device_features import dataset_descriptors, spec_for_dataset
+    from reformer.selector import Selector
+
+    spec = load_device_spec(device_spec)
+    if not selector.reads_device:
+        click.echo("note: the model does not read the device (trained on one device); --device-spec changes nothing",
+                   err=True)
+        return selector
+    given = dataset_descriptors(matrix.metadata)
+
+    def described(label: str) -> bool:
+        try:
+            selector.trained.encoder.descriptor(label, given)
+        except InputError:
+            return False
+        return True
+
+    return Selector(selector.trained, model_dir=model_dir,
+                    descriptors=spec_for_dataset(matrix.devices, spec, described=described))
 
 
 def selector_problem(fields: dict[str, str]):

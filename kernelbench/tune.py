@@ -134,10 +134,12 @@ class Ranking:
     rank_s: float
 
 
-def rank_problems(selector: Selector, entries: Sequence[SpaceEntry], kernels: Sequence[Kernel]) -> Ranking:
+def rank_problems(selector: Selector, entries: Sequence[SpaceEntry], kernels: Sequence[Kernel], *,
+                  device: str | None = None) -> Ranking:
     """Rank every applicable kernel of every problem in one batched pass of the model.
 
     Applicability is each kernel's own ``applies`` (as in the sweep); problems no kernel applies to get no entry.
+    ``device`` is the run's device label (read by a model trained on several devices).
 
     Raises:
         InputError: the model knows none of ``kernels``, or none of the applicable kernels of some problem.
@@ -161,7 +163,7 @@ def rank_problems(selector: Selector, entries: Sequence[SpaceEntry], kernels: Se
                              f"{entry.problem.describe()}; it knows {', '.join(selector.kernels)}")
         problems.append(entry.problem)
         names.append(ranked_names)
-    results = selector.select_many(problems, applicable=names, top=len(selector.kernels)) if problems else []
+    results = selector.select_many(problems, applicable=names, top=len(selector.kernels), device=device) if problems else []
     ranked = {p.problem_id: [(by_name[name], prob) for name, prob in result] for p, result in zip(problems, results)}
     return Ranking(ranked=ranked, unknown_kernels=tuple(sorted(unknown)), rank_s=time.perf_counter() - started)
 

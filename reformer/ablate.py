@@ -229,8 +229,9 @@ def _ratio_quantiles(t_best: np.ndarray, t_pick: np.ndarray) -> list[float]:
     return [float(q) for q in np.quantile(t_pick / t_best, np.linspace(0.0, 1.0, 401))]
 
 
-def _sample_row(matrix: RuntimeMatrix, rows: np.ndarray) -> dict[str, Any]:
-    return matrix.problem_row(int(rows[0]))
+def _sample_row(matrix: RuntimeMatrix, rows: np.ndarray) -> tuple[dict[str, Any], str]:
+    """The first of ``rows``' problem fields and its device label (single-problem latency)."""
+    return matrix.problem_row(int(rows[0])), matrix.problems["device"][int(rows[0])]
 
 
 def _reformer_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[str, Any]:
@@ -239,9 +240,9 @@ def _reformer_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[st
 
     result = fit(matrix, cell.config, split=split, top_ks=TOP_KS)
     selector = result.selector
-    sample = _sample_row(matrix, split.test)
+    sample, device = _sample_row(matrix, split.test)
     with torch_threads(1):  # single-problem latency as deployed: one thread
-        latency = latency_us(lambda: selector.select(sample), repeats=100, warmup=10)
+        latency = latency_us(lambda: selector.select(sample, device=device), repeats=100, warmup=10)
     test = matrix.subset(split.test)
     evaluation = result.evaluations["test"]
     index = {k: j for j, k in enumerate(matrix.kernels)}
@@ -301,7 +302,8 @@ def _baseline_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[st
         def scores(side: RuntimeMatrix, mask: np.ndarray) -> np.ndarray:
             return selector.scores(side.columns(), mask)
 
-        row, mask = _sample_row(matrix, split.test), test.applicable[0]
+        (row, device), mask = _sample_row(matrix, split.test), test.applicable[0]
+        row = {**row, "device": device}  # read only by features with device tokens
         with torch_threads(1):  # single-problem latency as deployed: one thread
             latency = latency_us(lambda: selector.select_one(row, mask), repeats=100, warmup=10)
         columns, applicable = test.columns(), test.applicable

@@ -30,7 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from kernelbench.devices import DeviceDescriptor
 from reformer.data import RuntimeMatrix
+from reformer.device_features import dataset_descriptors
 from reformer.features import DERIVED_TOKENS, FIELD_TOKENS, FeatureEncoder, derived_values
 from reformer.candidates import split_rule
 from reformer.metrics import argmax_applicable, oracle_picks, ranking_metrics, selection_metrics, static_order
@@ -86,9 +88,11 @@ class FlatFeatures:
         self._std = np.asarray(encoder.std, dtype=np.float64)
 
     @classmethod
-    def fit(cls, columns: Mapping[str, np.ndarray], *, derived: Sequence[str] = DERIVED_TOKENS) -> FlatFeatures:
-        """Vocabularies and normalisation from the training problems' ``columns``."""
-        return cls(FeatureEncoder.fit(columns, derived=derived))
+    def fit(cls, columns: Mapping[str, np.ndarray], *, derived: Sequence[str] = DERIVED_TOKENS,
+            descriptors: Mapping[str, DeviceDescriptor] | None = None) -> FlatFeatures:
+        """Vocabularies and normalisation from the training problems' ``columns`` (with the device tokens of
+        :meth:`FeatureEncoder.fit` when they span several devices, described by ``descriptors`` or the table)."""
+        return cls(FeatureEncoder.fit(columns, derived=derived, descriptors=descriptors))
 
     @property
     def width(self) -> int:
@@ -105,7 +109,14 @@ class FlatFeatures:
         return out
 
     def encode_one(self, row: Mapping[str, Any]) -> np.ndarray:
-        """float32 ``[width]`` for one problem given by its dataset columns (no polars, no batching)."""
+        """float32 ``[width]`` for one problem given by its dataset columns (no polars, no batching; with
+        ``device`` when the encoder has device tokens, which take the batch encoder's path).
+
+        Raises:
+            InputError: the encoder reads the device and the row has none, or it has no descriptor.
+        """
+        if self.encoder.device_tokens:
+            return self.encode({k: [v] for k, v in row.items()})[0]
         out = np.zeros(self.width, dtype=np.float32)
         for j, name in enumerate(self.encoder.categorical):
             out[self._offsets[j] + self._ids[j].get(str(row[name]), 0)] = 1.0
@@ -316,7 +327,7 @@ def _fit_mlp(matrix: RuntimeMatrix, split: Split, config: MLPConfig, *, derived:
     torch.manual_seed(config.seed)
     started = time.perf_counter()
     train, validation = _train_validation(matrix, split)
-    features = FlatFeatures.fit(train.columns(), derived=derived)
+    features = FlatFeatures.fit(train.columns(), derived=derived, descriptors=dataset_descriptors(matrix.metadata))
     x = torch.from_numpy(features.encode(train.columns()))
     measured = torch.from_numpy(np.ascontiguousarray(train.applicable))
     target = torch.nn.functional.one_hot(torch.from_numpy(oracle_picks(train.time_ms)), len(matrix.kernels)).float()
@@ -371,7 +382,7 @@ def fit_lightgbm(matrix: RuntimeMatrix, split: Split, config: LightGBMConfig | N
     config = config if config is not None else LightGBMConfig()
     started = time.perf_counter()
     train, validation = _train_validation(matrix, split)
-    features = FlatFeatures.fit(train.columns(), derived=derived)
+    features = FlatFeatures.fit(train.columns(), derived=derived, descriptors=dataset_descriptors(matrix.metadata))
     winners = oracle_picks(train.time_ms)
     classes = np.unique(winners)
     label_of = np.full(len(matrix.kernels), -1, dtype=np.int64)

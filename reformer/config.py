@@ -43,7 +43,8 @@ class FitConfig:
     :mod:`reformer.model`), so the membership term no longer bends the ranking logits; ``membership_trunk``: its
     losses also train the shared layers (False: only the head, which reads the ranking features); ``time_weight`` α weights each
     training problem's loss by ``t_best^α`` (normalised to mean 1; 0 = unweighted); architecture;
-    ``derived`` extra tokens; ``exact_values`` (per integer token, how many of its most
+    ``derived`` extra tokens; ``device_tokens``: tokens describing the device (:mod:`reformer.device_features`)
+    when the training problems span several devices; ``exact_values`` (per integer token, how many of its most
     frequent values get an embedding of their own; 0 = off); optimisation (``lr`` is the peak rate of the
     schedule); ``min_steps`` raises the number of epochs on small datasets so that at
     least that many optimiser steps are taken; ``max_steps`` lowers it on large datasets so that at most
@@ -69,6 +70,7 @@ class FitConfig:
     paths: str = "both"
     activation: str = "gelu"
     derived: tuple[str, ...] = DERIVED_TOKENS
+    device_tokens: bool = True
     exact_values: int = 128
     epochs: int = 15
     min_steps: int = 500
@@ -129,6 +131,10 @@ class FitConfig:
             del data["train_fraction"], data["train_problems"]
         if self.max_steps == DEFAULT_MAX_STEPS:
             del data["max_steps"]
+        if self.device_tokens:
+            # On one device there are no device tokens whatever the option says: leaving the default out keeps the
+            # keys of single-device ablation cells computed before the option existed (docs/results/) valid.
+            del data["device_tokens"]
         if self.candidates == "measured":
             # The closed-protocol training computes what models did before these options existed: leaving them
             # out keeps the keys of ablation cells computed then (docs/results/) valid.

@@ -18,6 +18,7 @@ import numpy as np
 from kernelbench.info import BASELINE_KERNELS
 from reformer.candidates import CandidateRule
 from reformer.data import RuntimeMatrix, align_kernels
+from reformer.device_features import dataset_descriptors
 from reformer.metrics import (
     SelectionMetrics,
     argmax_applicable,
@@ -68,24 +69,28 @@ def model_devices(selector: Selector) -> tuple[str, ...]:
     return tuple(info.get("devices") or (info.get("candidates") or {}).get("devices") or ())
 
 
-def check_devices(selector: Selector, matrix: RuntimeMatrix) -> tuple[str, ...]:
-    """The devices of ``matrix`` the model was not trained on; each must have a descriptor
-    (:func:`kernelbench.devices.descriptor`) when every training device of the model has one.
+def check_devices(selector: Selector, matrix: RuntimeMatrix, *, device_spec_given: bool = False) -> tuple[str, ...]:
+    """The devices of ``matrix`` the model was not trained on; each must have a descriptor when every training
+    device of the model has one: in kernelbench's table (:func:`kernelbench.devices.descriptor`), in the
+    dataset's metadata (an import with ``--device-spec``), or given by ``--device-spec`` (``device_spec_given``).
 
-    A model trained on described devices (MIOpen find-dbs, CUDA GPUs) scores a new device as one the
-    descriptor table knows; a CPU or synthetic model (no descriptors) scores any dataset, as before.
+    A model trained on described devices (MIOpen find-dbs, CUDA GPUs) scores a new device only as a described
+    one; a CPU or synthetic model (no descriptors) scores any dataset, as before.
 
     Raises:
         InputError: a new device without a descriptor (one line, naming it).
     """
     from kernelbench.devices import descriptor, table, table_id
+    from reformer.device_features import dataset_descriptors
 
     trained_on = model_devices(selector)
     new = tuple(d for d in matrix.devices if d not in trained_on)
     described = bool(trained_on) and all(table_id(d) in table() for d in trained_on)
-    if described:
+    if described and not device_spec_given:
+        in_metadata = dataset_descriptors(matrix.metadata)
         for device in new:
-            descriptor(device)
+            if device not in in_metadata:
+                descriptor(device)
     return new
 
 
@@ -94,8 +99,12 @@ def evaluate(selector: Selector, matrix: RuntimeMatrix, *, seed: int = 0, top_ks
     protocols (closed: among the measured kernels; open: ranking the model's candidates), with top-k for
     ``top_ks``.
 
+    A model trained on several devices reads each problem's device: one it was not trained on is
+    described by the selector's descriptors, the dataset's metadata or the package's table.
+
     Raises:
-        InputError: the model's candidate rule cannot place a problem (a direction it never saw).
+        InputError: the model's candidate rule cannot place a problem (a direction it never saw), or it
+            reads the device and a device has no descriptor.
     """
     known_times, unknown = align_kernels(matrix, selector.kernels)
     extra = np.stack([matrix.time_ms[:, matrix.kernels.index(k)] for k in unknown], axis=1) if unknown else None
@@ -112,7 +121,8 @@ def evaluate(selector: Selector, matrix: RuntimeMatrix, *, seed: int = 0, top_ks
     pad = np.zeros((len(rows), all_times.shape[1] - known_times.shape[1]), dtype=bool)
     known_applicable = ~np.isnan(known_times)
     columns = matrix.subset(rows).columns()
-    logits = selector.logits(columns)
+    # A model that reads the device also finds the dataset's devices in its metadata (kernelbench import records them).
+    logits = selector.logits(columns, descriptors=dataset_descriptors(matrix.metadata) if selector.reads_device else None)
     candidates = np.concatenate([selector.candidates(columns)[0], pad], axis=1)
     measured = np.concatenate([known_applicable, pad], axis=1)
     picks = argmax_applicable(logits, known_applicable)

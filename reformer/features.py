@@ -10,6 +10,13 @@ Every problem becomes the same sequence of tokens, one per field:
 Derived tokens (see :data:`DERIVED_TOKENS`) are computed from the fields with
 plain arithmetic so the same code serves whole columns (numpy arrays) and a
 single problem (Python scalars).
+
+Device tokens (:mod:`reformer.device_features`) follow the problem's: categorical
+ones after the problem's categorical tokens, numeric ones after its numeric tokens.
+An encoder has them only when its training problems span more than one device;
+it then needs each problem's ``device`` label and saves the descriptors of its
+training devices, so it can encode them, and any device the descriptor table (or
+``--device-spec``) describes, later.
 """
 
 from __future__ import annotations
@@ -20,8 +27,20 @@ from typing import Any
 
 import numpy as np
 
+from kernelbench.devices import DeviceDescriptor
 from kernelbench.errors import InputError
 from kernelbench.problem import CATEGORICAL_FIELDS, DERIVED_FIELDS, INT_FIELDS
+from reformer.device_features import (
+    DEVICE_CATEGORICAL_TOKENS,
+    DEVICE_NUMERIC_TOKENS,
+    DEVICE_PAIR_TOKENS,
+    DEVICE_TOKENS,
+    descriptors_from_json,
+    descriptors_json,
+    find_descriptor,
+    pair_values,
+    spec_columns,
+)
 
 #: Numeric tokens taken as they are from the problem record.
 FIELD_TOKENS = (*INT_FIELDS, *DERIVED_FIELDS)
@@ -130,6 +149,8 @@ class FeatureEncoder:
         mean, std: of ``log2(1 + value)`` per numeric token on the training split.
         value_vocabularies: per numeric token, the exact values (sorted) that have their own
             embedding; a value's id is its index + 1, others get 0.
+        devices: ``(label, descriptor)`` of the training devices, sorted by label, when the
+            encoder has device tokens (else empty).
     """
 
     categorical: tuple[str, ...]
@@ -138,10 +159,24 @@ class FeatureEncoder:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     value_vocabularies: tuple[tuple[float, ...], ...]
+    devices: tuple[tuple[str, DeviceDescriptor], ...] = ()
 
     @property
     def tokens(self) -> tuple[str, ...]:
         return self.categorical + self.numeric
+
+    @property
+    def device_tokens(self) -> tuple[str, ...]:
+        """The encoder's device tokens (:mod:`reformer.device_features`), in token order; empty: it ignores the device."""
+        return tuple(t for t in self.tokens if t in DEVICE_TOKENS)
+
+    def descriptor(self, label: str, given: Mapping[str, DeviceDescriptor] | None = None) -> DeviceDescriptor:
+        """The descriptor the encoder uses for device ``label`` (:func:`reformer.device_features.find_descriptor`).
+
+        Raises:
+            InputError: neither the training devices, ``given`` nor the package's table describe it.
+        """
+        return find_descriptor(label, trained=dict(self.devices), given=given)
 
     @property
     def n_categories(self) -> tuple[int, ...]:
@@ -161,6 +196,8 @@ class FeatureEncoder:
         derived: Sequence[str] = DERIVED_TOKENS,
         drop_constant: bool = True,
         exact_values: int = 0,
+        device_tokens: bool = True,
+        descriptors: Mapping[str, DeviceDescriptor] | None = None,
     ) -> FeatureEncoder:
         """Learn vocabularies and normalisation from the training problems' ``columns``.
 
@@ -172,22 +209,38 @@ class FeatureEncoder:
         tokens an embedding of their own, so the model can single out e.g.
         a 1x1 filter or a channel count without carving it from a smooth input.
 
+        ``device_tokens`` adds the device tokens (:mod:`reformer.device_features`) when the
+        ``device`` column holds more than one label; each label's descriptor comes from
+        ``descriptors`` (e.g. the dataset's metadata), else from the package's table.
+
         Raises:
-            InputError: ``derived`` names an unknown token.
+            InputError: ``derived`` names an unknown token, or a training device has no descriptor.
         """
         unknown = [d for d in derived if d not in DERIVED_TOKENS]
         if unknown:
             raise InputError(f"unknown derived token(s) {', '.join(unknown)}; known: {', '.join(DERIVED_TOKENS)}")
+        categorical_columns = {name: columns[name] for name in CATEGORICAL_FIELDS}
+        numeric_names = FIELD_TOKENS + tuple(derived)
+        raw = _numeric_columns(columns, numeric_names)
+        labels = sorted({str(v) for v in columns["device"]}) if device_tokens and "device" in columns else []
+        devices: tuple[tuple[str, DeviceDescriptor], ...] = ()
+        # One device: every device token is constant or a function of the problem alone, so none is added and a
+        # single-device model stays exactly what it was before device tokens existed.
+        if len(labels) > 1:
+            devices = tuple((label, _training_descriptor(label, descriptors)) for label in labels)
+            device_columns = _device_columns(columns, dict(devices))
+            categorical_columns.update({name: device_columns[name] for name in DEVICE_CATEGORICAL_TOKENS})
+            raw.update({name: device_columns[name] for name in DEVICE_NUMERIC_TOKENS})
+            numeric_names += DEVICE_NUMERIC_TOKENS
         categorical, vocabularies = [], []
-        for name in CATEGORICAL_FIELDS:
-            values = tuple(sorted({str(v) for v in columns[name]}))
+        for name, column in categorical_columns.items():
+            values = tuple(sorted({str(v) for v in column}))
             if drop_constant and len(values) < 2:
                 continue
             categorical.append(name)
             vocabularies.append(values)
-        raw = _numeric_columns(columns, FIELD_TOKENS + tuple(derived))
         numeric, mean, std, value_vocabularies = [], [], [], []
-        for name in FIELD_TOKENS + tuple(derived):
+        for name in numeric_names:
             logged = np.log2(1.0 + raw[name].astype(np.float64))
             # Constant up to round-off (a derived ratio computed along different paths differs in the last
             # bits): its std would be ~1e-16 and standardising by it would blow the round-off up to O(1).
@@ -198,7 +251,7 @@ class FeatureEncoder:
             mean.append(float(logged.mean()))
             std.append(1.0 if constant else float(logged.std()))
             vocabulary: tuple[float, ...] = ()
-            if exact_values > 0 and name in EXACT_VALUE_TOKENS:
+            if exact_values > 0 and name in EXACT_VALUE_TOKENS:  # never a device token: it stays a smooth input
                 values, counts = np.unique(raw[name].astype(np.float64), return_counts=True)
                 frequent = np.argsort(-counts, kind="stable")[:exact_values]
                 frequent = frequent[counts[frequent] >= MIN_VALUE_COUNT]
@@ -211,12 +264,24 @@ class FeatureEncoder:
             mean=tuple(mean),
             std=tuple(std),
             value_vocabularies=tuple(value_vocabularies),
+            devices=devices,
         )
 
-    def encode(self, columns: Mapping[str, Any]) -> EncodedProblems:
-        """Encode problems given as columns (arrays of equal length, or scalars for one problem)."""
+    def encode(self, columns: Mapping[str, Any], *,
+               descriptors: Mapping[str, DeviceDescriptor] | None = None) -> EncodedProblems:
+        """Encode problems given as columns (arrays of equal length, or scalars for one problem).
+
+        An encoder with device tokens reads the ``device`` column; ``descriptors`` describe devices
+        it was not trained on (else the package's table does, see :meth:`descriptor`).
+
+        Raises:
+            InputError: the encoder has device tokens and ``device`` is missing or names a device
+                without a descriptor.
+        """
         columns = {k: np.atleast_1d(np.asarray(v)) for k, v in columns.items()}
         n = len(next(iter(columns.values())))
+        if self.device_tokens:
+            columns.update(self.device_columns(columns, descriptors=descriptors))
         categorical = np.zeros((n, len(self.categorical)), dtype=np.int64)
         for j, (name, vocabulary) in enumerate(zip(self.categorical, self.vocabularies)):
             ids = {value: i + 1 for i, value in enumerate(vocabulary)}
@@ -233,8 +298,26 @@ class FeatureEncoder:
                 value_ids[:, j] = np.where(vocabulary[at] == values, at + 1, 0)
         return EncodedProblems(categorical=categorical, numeric=numeric, value_ids=value_ids)
 
+    def device_columns(self, columns: Mapping[str, Any], *,
+                       descriptors: Mapping[str, DeviceDescriptor] | None = None) -> dict[str, np.ndarray]:
+        """Every device token's column (:data:`reformer.device_features.DEVICE_TOKENS`) for problems given as columns.
+
+        Raises:
+            InputError: no ``device`` column, or a device without a descriptor.
+        """
+        if "device" not in columns:
+            raise self.missing_device()
+        labels = np.atleast_1d(np.asarray(columns["device"])).astype(str)
+        found = {label: self.descriptor(label, descriptors) for label in np.unique(labels)}
+        return _device_columns(columns, found)
+
+    def missing_device(self) -> InputError:
+        """The error for a problem given without its device to an encoder with device tokens."""
+        return InputError(f"the model reads the device a problem runs on (trained on {', '.join(dict(self.devices))}); "
+                          "give each problem's device label (--device LABEL, a device column)")
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "categorical": list(self.categorical),
             "vocabularies": [list(v) for v in self.vocabularies],
             "numeric": list(self.numeric),
@@ -242,6 +325,9 @@ class FeatureEncoder:
             "std": list(self.std),
             "value_vocabularies": [list(v) for v in self.value_vocabularies],
         }
+        if self.devices:  # absent for encoders without device tokens: their config.json reads as before
+            data["devices"] = descriptors_json(dict(self.devices))
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FeatureEncoder:
@@ -252,15 +338,43 @@ class FeatureEncoder:
             mean=tuple(float(x) for x in data["mean"]),
             std=tuple(float(x) for x in data["std"]),
             value_vocabularies=tuple(tuple(float(x) for x in v) for v in data["value_vocabularies"]),
+            devices=tuple(sorted(descriptors_from_json(data.get("devices") or {}).items())),
         )
 
 
+def _training_descriptor(label: str, given: Mapping[str, DeviceDescriptor] | None) -> DeviceDescriptor:
+    """A training device's descriptor: ``given`` (the dataset's metadata), else the package's table.
+
+    Raises:
+        InputError: neither has one (the message says how to record one or to train without device tokens).
+    """
+    try:
+        return find_descriptor(label, trained={}, given=given)
+    except InputError:
+        raise InputError(f"no descriptor for device {label}, which device tokens need: record one when importing "
+                         "(kernelbench import ... --device-spec FILE, format: docs/device-descriptors.md) or train "
+                         "without device tokens (--no-device-tokens)") from None
+
+
+def _derived_columns(columns: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`derived_values` of problems given as columns (integer fields as int64)."""
+    fields = {k: np.asarray(v) for k, v in columns.items()}
+    for k in (*INT_FIELDS, *DERIVED_FIELDS):
+        fields[k] = fields[k].astype(np.int64)
+    return {**fields, **derived_values(fields)}
+
+
 def _numeric_columns(columns: Mapping[str, Any], names: Sequence[str]) -> dict[str, np.ndarray]:
-    """The requested numeric columns, computing derived ones only when asked for."""
-    out = {name: np.asarray(columns[name]) for name in names if name in FIELD_TOKENS}
+    """The requested numeric columns, computing derived ones only when asked for (device tokens are in ``columns``)."""
+    out = {name: np.asarray(columns[name]) for name in names if name in FIELD_TOKENS or name in DEVICE_NUMERIC_TOKENS}
     if any(name in DERIVED_TOKENS for name in names):
-        fields = {k: np.asarray(v) for k, v in columns.items()}
-        for k in (*INT_FIELDS, *DERIVED_FIELDS):
-            fields[k] = fields[k].astype(np.int64)
-        out.update({k: np.asarray(v) for k, v in derived_values(fields).items() if k in names})
+        out.update({k: np.asarray(v) for k, v in _derived_columns(columns).items() if k in names and k in DERIVED_TOKENS})
     return out
+
+
+def _device_columns(columns: Mapping[str, Any], descriptors: Mapping[str, DeviceDescriptor]) -> dict[str, np.ndarray]:
+    """Every device token's column for problems given as columns, with ``descriptors`` by device label."""
+    labels = np.atleast_1d(np.asarray(columns["device"])).astype(str)
+    spec = spec_columns(labels, descriptors)
+    pairs = pair_values(_derived_columns(columns), spec)
+    return {**spec, **{k: np.asarray(v, dtype=np.float64) for k, v in pairs.items() if k in DEVICE_PAIR_TOKENS}}

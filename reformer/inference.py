@@ -53,7 +53,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from kernelbench.devices import DeviceDescriptor
 from kernelbench.problem import DERIVED_FIELDS, FIELDS, ConvProblem
+from reformer.device_features import DEVICE_PAIR_TOKENS, pair_values, spec_values
 from reformer.features import DERIVED_TOKENS, EncodedProblems, derived_values
 from reformer.compiled import GammaWeights, masked_top1
 from reformer.model import GammaBlock, membership_scores
@@ -169,14 +171,24 @@ class FastReformer:
     :meth:`select_many` and :meth:`probabilities` (batched, torch).  The torch
     model is only read while building (except by transformer-block batches, which
     run its blocks): changing it afterwards does not change the scores.
+
+    A model with device tokens needs each problem's device label (``device=``, a
+    ``device`` column); ``descriptors`` describe devices it was not trained on
+    beyond the package's table (``--device-spec``).
     """
 
-    def __init__(self, trained: TrainedModel) -> None:
+    def __init__(self, trained: TrainedModel, descriptors: Mapping[str, DeviceDescriptor] | None = None) -> None:
         model = trained.model
         config = model.config
         encoder = trained.encoder
         self.kernels = trained.kernels
         self.encoder = encoder
+        self.descriptors = dict(descriptors or {})
+        # One problem on a device: the device's own tokens are looked up once per label (the descriptor's
+        # categorical strings and spec figures); the problem x device tokens are computed per problem.
+        self._reads_device = bool(encoder.device_tokens)
+        self._pairs = any(name in DEVICE_PAIR_TOKENS for name in encoder.numeric)
+        self._device_fields: dict[str, dict[str, Any]] = {}
         self.gamma = config.block == "gamma"
         self.dim = config.dim
         self.heads = config.heads
@@ -190,7 +202,7 @@ class FastReformer:
             (int(offset), name, {v: i + 1 for i, v in enumerate(vocab)})
             for offset, name, vocab in zip(self._cat_offsets, encoder.categorical, encoder.vocabularies)
         )
-        self._derived = any(name in DERIVED_TOKENS for name in encoder.numeric)
+        self._derived = self._pairs or any(name in DERIVED_TOKENS for name in encoder.numeric)
         self._numeric_means = tuple(zip(encoder.numeric, encoder.mean))
 
         # -- the embedding, projected by the first block (Γ: [W1 | W2]; transformer: [I | W_qkv])
@@ -249,10 +261,35 @@ class FastReformer:
             self._kernel = self._arrange_gammas(model.blocks, config.activation)
 
     @classmethod
-    def from_trained(cls, trained: TrainedModel) -> FastReformer:
+    def from_trained(cls, trained: TrainedModel, descriptors: Mapping[str, DeviceDescriptor] | None = None) -> FastReformer:
         """Pre-arrange a trained model's weights (the torch model is not modified)."""
         with torch.no_grad():
-            return cls(trained)
+            return cls(trained, descriptors)
+
+    def encode(self, columns: Mapping[str, Any], *,
+               descriptors: Mapping[str, DeviceDescriptor] | None = None) -> EncodedProblems:
+        """Problems given as columns, encoded (:meth:`FeatureEncoder.encode`) with this model's extra descriptors
+        (they win over ``descriptors``, more devices by label).
+
+        Raises:
+            InputError: see :meth:`FeatureEncoder.encode`.
+        """
+        given = {**descriptors, **self.descriptors} if descriptors else self.descriptors
+        return self.encoder.encode(columns, descriptors=given)
+
+    def device_fields(self, device: str | None) -> dict[str, Any]:
+        """The device's own token values (:func:`reformer.device_features.spec_values`), cached by label.
+
+        Raises:
+            InputError: the model reads the device and ``device`` is None or has no descriptor.
+        """
+        found = self._device_fields.get(device) if device is not None else None
+        if found is None:
+            if device is None:
+                raise self.encoder.missing_device()
+            found = spec_values(self.encoder.descriptor(device, self.descriptors))
+            self._device_fields[device] = found
+        return found
 
     def _arrange_gammas(self, blocks: nn.Sequential, activation: str) -> GammaWeights:
         """The compiled kernel's weights: per block P, and for blocks 2.. ``[W1 | W2]`` with the previous norm folded in."""
@@ -307,7 +344,7 @@ class FastReformer:
         )
 
     # ---------------------------------------------------------------- one problem (numpy)
-    def encode_one(self, problem: ProblemLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def encode_one(self, problem: ProblemLike, device: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One problem's tokens: categorical-table rows (``int64 [C]``), centred numeric values
         (``float32 [N]``) and exact-value table rows (``int64 [N]``).
 
@@ -315,15 +352,21 @@ class FastReformer:
         an unseen categorical value takes id 0, as does a numeric value without an
         exact-value embedding; a numeric value is ``log2(1 + x) - mean``, the
         standardised value times ``std`` (the division is folded into the weights).
+        ``device`` is the label of the device the problem runs on (read only by a model with device tokens).
 
         Raises:
-            InputError: the problem is invalid.
+            InputError: the problem is invalid, or the model reads the device and ``device`` is None or
+                has no descriptor.
         """
         record = as_problem(problem)
         # A ConvProblem is a plain dataclass: its instance dict holds every field, read without a call per field.
         fields = vars(record) | dict(zip(DERIVED_FIELDS, _get_derived_fields(record)))
         if self._derived:
             fields.update(derived_values(fields))
+        if self._reads_device:
+            fields.update(self.device_fields(device))
+            if self._pairs:
+                fields.update(pair_values(fields, fields))
         rows = [offset + index.get(str(fields[name]), 0) for offset, name, index in self._cat_plan]
         centred = [math.log2(1.0 + fields[name]) - mean for name, mean in self._numeric_means]
         value_rows = [offset if index is None else offset + index.get(fields[name], 0)
@@ -331,13 +374,13 @@ class FastReformer:
         # int64 even when a dataset has no categorical token (an empty list would become float64).
         return np.array(rows, dtype=np.int64), np.array(centred, dtype=np.float32), np.array(value_rows, dtype=np.int64)
 
-    def logits_one(self, problem: ProblemLike) -> np.ndarray:
-        """Unmasked logits ``float32 [n_kernels]`` of one problem.
+    def logits_one(self, problem: ProblemLike, device: str | None = None) -> np.ndarray:
+        """Unmasked logits ``float32 [n_kernels]`` of one problem (on ``device``, see :meth:`encode_one`).
 
         Raises:
-            InputError: the problem is invalid.
+            InputError: the problem is invalid, or its device is needed and missing or undescribed.
         """
-        rows, centred, value_rows = self.encode_one(problem)
+        rows, centred, value_rows = self.encode_one(problem, device)
         if self._kernel is not None:
             return self._kernel.logits_one(rows, centred, value_rows)
         c = self.n_categorical
@@ -374,20 +417,21 @@ class FastReformer:
             x = _layer_norm(y, block.eps, *block.norm2)
         return x
 
-    def select_one(self, problem: ProblemLike, mask: np.ndarray | None = None, top: int = 1) -> list[tuple[str, float]]:
+    def select_one(self, problem: ProblemLike, mask: np.ndarray | None = None, top: int = 1, *,
+                   device: str | None = None) -> list[tuple[str, float]]:
         """The ``top`` most probable applicable kernels of one problem, best first: ``[(kernel, probability), ...]``.
 
         ``mask`` (bool ``[n_kernels]``, None = all) marks the applicable
         kernels; probabilities are the softmax over them.  Fewer than ``top``
-        entries are returned when fewer kernels apply.
+        entries are returned when fewer kernels apply.  ``device``: see :meth:`encode_one`.
 
         Raises:
-            InputError: the problem is invalid.
+            InputError: the problem is invalid, or its device is needed and missing or undescribed.
             ValueError: ``mask`` marks no kernel, or ``top`` < 1.
         """
         if top < 1:
             raise ValueError(f"top must be >= 1, got {top}")
-        logits = self.logits_one(problem)
+        logits = self.logits_one(problem, device)
         if top == 1:
             best, probability = masked_top1(logits, self._all_kernels if mask is None else mask)
             if best < 0:
@@ -472,19 +516,24 @@ class FastReformer:
         return torch.softmax(logits, dim=1).numpy()
 
     def select_many(
-        self, problems: Sequence[ProblemLike], masks: np.ndarray | None = None, top: int = 1
+        self, problems: Sequence[ProblemLike], masks: np.ndarray | None = None, top: int = 1, *,
+        device: str | None = None,
     ) -> list[list[tuple[str, float]]]:
-        """:meth:`select_one` for many problems in batched passes; ``masks`` is bool ``[n, n_kernels]`` or None.
+        """:meth:`select_one` for many problems in batched passes; ``masks`` is bool ``[n, n_kernels]`` or None;
+        every problem runs on ``device`` (see :meth:`encode_one`).
 
         Raises:
-            InputError: a problem is invalid.
+            InputError: a problem is invalid, or the device is needed and missing or undescribed.
             ValueError: ``top`` < 1.
         """
         if top < 1:
             raise ValueError(f"top must be >= 1, got {top}")
         if not problems:
             return []
-        probabilities = self.probabilities(self.encoder.encode(problem_columns(problems)), masks)
+        columns = problem_columns(problems)
+        if device is not None:
+            columns["device"] = np.array([device] * len(problems))
+        probabilities = self.probabilities(self.encode(columns), masks)
         ranked = np.argsort(-probabilities, axis=1, kind="stable")[:, :top]
         return [
             [(self.kernels[j], float(probabilities[i, j])) for j in row if masks is None or masks[i, j]]

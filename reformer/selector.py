@@ -6,6 +6,12 @@ fields take :data:`kernelbench.problem.DEFAULTS`) or a
 choice to the named kernels; names the model does not know are ignored.
 Without ``applicable`` the model ranks its *candidates*: the kernels its saved
 candidate rule offers for the problem (:mod:`reformer.candidates`).
+
+A model trained on several devices reads the device a problem runs on (device
+tokens, :mod:`reformer.device_features`): ``select(..., device=LABEL)``, or a
+``device`` column for the batch methods.  A device it was not trained on is
+described by the package's descriptor table, or by ``descriptors`` given to
+the selector (``--device-spec FILE``).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from kernelbench.devices import DeviceDescriptor
 from kernelbench.errors import InputError
 from kernelbench.problem import ConvProblem
 from reformer.candidates import CandidateRule, rule_from_info
@@ -41,25 +48,36 @@ def problem_row(problem: ProblemLike) -> dict[str, Any]:
 class Selector:
     """Scores the kernels of a trained model's vocabulary for problems."""
 
-    def __init__(self, trained: TrainedModel, *, model_dir: str | None = None) -> None:
-        """Raises: InputError: the model has no candidate rule (an older model directory): refit it."""
+    def __init__(self, trained: TrainedModel, *, model_dir: str | None = None,
+                 descriptors: Mapping[str, DeviceDescriptor] | None = None) -> None:
+        """``descriptors``: devices by label, for a model with device tokens, beyond the package's table.
+
+        Raises: InputError: the model has no candidate rule (an older model directory): refit it.
+        """
         self.trained = trained
         self.model = trained.model.eval()
         self.kernels = trained.kernels
         self._index = {k: i for i, k in enumerate(self.kernels)}
         # Every score below comes from the pre-arranged inference path (reformer.inference), not self.model.
-        self.fast = FastReformer.from_trained(trained)
+        self.fast = FastReformer.from_trained(trained, descriptors)
         self.rule: CandidateRule = rule_from_info(trained.info, model_dir=model_dir)
         self._masks: dict[tuple[Any, ...], tuple[np.ndarray, bool]] = {}
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike[str]) -> Selector:
-        """Load a model directory written by ``reformer fit``.
+    def load(cls, model_dir: str | os.PathLike[str], *,
+             descriptors: Mapping[str, DeviceDescriptor] | None = None) -> Selector:
+        """Load a model directory written by ``reformer fit`` (``descriptors``: see :meth:`__init__`).
 
         Raises:
             InputError: not a model directory, or of an incompatible format version.
         """
-        return cls(load_model(model_dir), model_dir=str(model_dir))
+        return cls(load_model(model_dir), model_dir=str(model_dir), descriptors=descriptors)
+
+    @property
+    def reads_device(self) -> bool:
+        """The model has device tokens: every problem needs its device label."""
+        return bool(self.trained.encoder.device_tokens)
+
 
     def mask(self, applicable: Iterable[str] | None) -> np.ndarray:
         """Boolean mask over the vocabulary for kernel names (all True for ``None``).
@@ -111,9 +129,15 @@ class Selector:
             self._masks[key] = (mask[0], bool(seen[0]))
         return self._masks[key]
 
-    def logits(self, columns: Mapping[str, Any]) -> np.ndarray:
-        """Unmasked logits float32 ``[n, n_kernels]`` for problems given as columns."""
-        return self.fast.logits(self.trained.encoder.encode(columns))
+    def logits(self, columns: Mapping[str, Any], *,
+               descriptors: Mapping[str, DeviceDescriptor] | None = None) -> np.ndarray:
+        """Unmasked logits float32 ``[n, n_kernels]`` for problems given as columns (with ``device`` for a model
+        that reads it); ``descriptors`` describe more devices (the selector's own win where both name one).
+
+        Raises:
+            InputError: the model reads the device and it is missing or undescribed.
+        """
+        return self.fast.logits(self.fast.encode(columns, descriptors=descriptors))
 
     def unknown_kernels(self, names: Iterable[str]) -> list[str]:
         """The names that are not in the model's vocabulary."""
@@ -125,7 +149,7 @@ class Selector:
         ``applicable`` is a boolean ``[n, n_kernels]`` mask (None: all kernels);
         masked kernels get probability 0.  Rows with no applicable kernel are all NaN.
         """
-        return self.fast.probabilities(self.trained.encoder.encode(columns), applicable)
+        return self.fast.probabilities(self.fast.encode(columns), applicable)
 
     def select(self, problem: ProblemLike, applicable: Iterable[str] | None = None, top: int = 1, *,
                device: str | None = None) -> list[tuple[str, float]]:
@@ -134,32 +158,38 @@ class Selector:
         Without ``applicable``, the model's candidates for the problem (on ``device``, see
         :meth:`candidate_mask`) are ranked (probabilities are the softmax over them); with it, the named kernels.
 
+        ``device`` also feeds the device tokens of a model trained on several devices (which then needs it).
+
         Raises:
-            InputError: the problem is invalid, ``applicable`` names no known kernel, or the problem's
-                direction was never seen in training.
+            InputError: the problem is invalid, ``applicable`` names no known kernel, the problem's
+                direction was never seen in training, or the model reads the device and it is missing or
+                undescribed.
         """
         if top < 1:
             raise InputError(f"--top must be >= 1, got {top}")
         if applicable is None:
             problem = problem if isinstance(problem, ConvProblem) else ConvProblem.from_mapping(problem)
         mask = self.candidate_mask(problem, device=device)[0] if applicable is None else self.mask(applicable)
-        return self.fast.select_one(problem, mask, top=top)
+        return self.fast.select_one(problem, mask, top=top, device=device)
 
     def select_many(
         self,
         problems: Sequence[ProblemLike],
         applicable: Sequence[Iterable[str] | None] | None = None,
         top: int = 1,
+        *,
+        device: str | None = None,
     ) -> list[list[tuple[str, float]]]:
-        """:meth:`select` for many problems in one batched pass; ``applicable`` is per problem (or None)."""
+        """:meth:`select` for many problems in one batched pass; ``applicable`` is per problem (or None); every
+        problem runs on ``device``."""
         if top < 1:
             raise InputError(f"--top must be >= 1, got {top}")
         if not problems:
-            return self.fast.select_many(problems, None, top=top)
+            return self.fast.select_many(problems, None, top=top, device=device)
         per_problem = applicable if applicable is not None else [None] * len(problems)
         masks = []
         for problem, names in zip(problems, per_problem):
             if names is None:
                 problem = problem if isinstance(problem, ConvProblem) else ConvProblem.from_mapping(problem)
-            masks.append(self.candidate_mask(problem)[0] if names is None else self.mask(names))
-        return self.fast.select_many(problems, np.stack(masks), top=top)
+            masks.append(self.candidate_mask(problem, device=device)[0] if names is None else self.mask(names))
+        return self.fast.select_many(problems, np.stack(masks), top=top, device=device)

@@ -22,6 +22,7 @@ from kernelbench.errors import InputError
 from reformer.candidates import split_rule
 from reformer.config import FitConfig
 from reformer.data import RuntimeMatrix, lognormal_noise
+from reformer.device_features import dataset_descriptors
 from reformer.evaluate import Evaluation, evaluate
 from reformer.features import EncodedProblems, FeatureEncoder
 from reformer.finetune import check_token_design, extend_vocabulary, finetune_rule, init_config, initial_model
@@ -271,7 +272,9 @@ def _fit(matrix: RuntimeMatrix, config: FitConfig, *, split: Split | None, top_k
         encoder = init.encoder
         model = initial_model(init, len(added))
     else:
-        encoder = FeatureEncoder.fit(train_columns, derived=config.derived, exact_values=config.exact_values)
+        encoder = FeatureEncoder.fit(train_columns, derived=config.derived, exact_values=config.exact_values,
+                                     device_tokens=config.device_tokens,
+                                     descriptors=dataset_descriptors(matrix.metadata))
         model = Reformer(
             ModelConfig(
                 n_categories=encoder.n_categories,
@@ -354,8 +357,9 @@ def _fit(matrix: RuntimeMatrix, config: FitConfig, *, split: Split | None, top_k
     selector = Selector(trained)
     evaluations = {name: evaluate(selector, matrix.subset(rows), seed=config.seed, top_ks=top_ks)
                    for name, rows in split.sides().items()}
-    sample = matrix.problem_row(int(split.test[0] if len(split.test) else split.train[0]))
-    latency = latency_us(lambda: selector.select(sample), repeats=100, warmup=10)
+    at = int(split.test[0] if len(split.test) else split.train[0])
+    sample, device = matrix.problem_row(at), matrix.problems["device"][at]
+    latency = latency_us(lambda: selector.select(sample, device=device), repeats=100, warmup=10)
     return FitResult(
         trained=trained,
         split=split,

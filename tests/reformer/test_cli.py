@@ -256,8 +256,9 @@ def test_select_refuses_a_field_given_twice_and_integers_out_of_bounds(fitted):
 def test_a_model_of_two_devices_offers_each_device_its_own_kernels(tmp_path):
     both = pl.concat([synthetic_frame(200, seed=2), synthetic_device_frame(200, seed=2)])  # no winograd on "other"
     schema.write_dataset(both, tmp_path / "ab.parquet", {"source": "test"})
+    # Labels without a device descriptor: candidates per device, scores without device tokens.
     result = run("fit", tmp_path / "ab.parquet", "-o", tmp_path / "m", "--epochs", 1, "--min-steps", 0, "--dim", 16,
-                 "--blocks", 1, "--batch-size", 64, "--threads", 1, "--quiet")
+                 "--blocks", 1, "--batch-size", 64, "--threads", 1, "--quiet", "--no-device-tokens")
     assert result.exit_code == 0, result.output
     assert "400 problems ((problem, device) pairs on 2 devices)" in result.output
 
@@ -271,5 +272,6 @@ def test_a_model_of_two_devices_offers_each_device_its_own_kernels(tmp_path):
     anywhere, seen, out = ranked()
     assert anywhere == on_synthetic | on_other and not seen and "device not given" in out.stderr
     held = run("fit", tmp_path / "ab.parquet", "-o", tmp_path / "m2", "--split-by", "device=other", "--epochs", 1,
-               "--min-steps", 0, "--dim", 16, "--blocks", 1, "--batch-size", 64, "--threads", 1, "--quiet")
+               "--min-steps", 0, "--dim", 16, "--blocks", 1, "--batch-size", 64, "--threads", 1, "--quiet",
+               "--no-device-tokens")
     assert "test = problems with device in {other}" in held.output and "test 200" in held.output
