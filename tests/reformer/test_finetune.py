@@ -36,6 +36,21 @@ def one_line_error(result, *words):
         assert word in lines[0], lines[0]
 
 
+def spy_on_start(monkeypatch) -> dict:
+    """Record the weights each fit's training loop starts from (``seen["start"]``)."""
+    from reformer import train
+
+    seen: dict = {}
+    real = train.train_loop
+
+    def spy(model, **kwargs):
+        seen["start"] = {k: v.clone() for k, v in model.state_dict().items()}
+        return real(model, **kwargs)
+
+    monkeypatch.setattr(train, "train_loop", spy)
+    return seen
+
+
 @pytest.fixture(scope="module")
 def sources():
     """A model trained on two devices, and the third device's matrix (the target)."""
@@ -52,14 +67,7 @@ def test_fine_tuning_starts_from_the_init_weights_and_leaves_them_alone(sources,
 
     trained, target = sources
     before = {k: v.clone() for k, v in trained.model.state_dict().items()}
-    seen = {}
-    real = train.train_loop
-
-    def spy(model, **kwargs):
-        seen["start"] = {k: v.clone() for k, v in model.state_dict().items()}
-        return real(model, **kwargs)
-
-    monkeypatch.setattr(train, "train_loop", spy)
+    seen = spy_on_start(monkeypatch)
     result = train.fit(target, TINY, init=trained)
     assert set(seen["start"]) == set(before)
     assert all(torch.equal(seen["start"][k], before[k]) for k in before)  # starts exactly from the init weights
@@ -86,13 +94,7 @@ def test_kernels_the_init_model_lacks_are_appended_as_the_mean_row(monkeypatch):
     frame = multi_device_frame(150, seed=4)
     trained = train.fit(pivot(frame.filter(pl.col("device") == DESCRIBED_DEVICES[1])), TINY).trained
     assert "winograd" not in trained.kernels
-    seen = {}
-    real = train.train_loop
-    def spy(model, **kwargs):
-        seen["start"] = {k: v.clone() for k, v in model.state_dict().items()}
-        return real(model, **kwargs)
-
-    monkeypatch.setattr(train, "train_loop", spy)
+    seen = spy_on_start(monkeypatch)
     result = train.fit(pivot(frame.filter(pl.col("device") == DESCRIBED_DEVICES[0])), TINY, init=trained)
     assert result.trained.kernels == (*trained.kernels, "winograd")
     assert result.trained.info["init"]["added_kernels"] == ["winograd"]
