@@ -265,7 +265,7 @@ def _reformer_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[st
 def _baseline_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[str, Any]:
     from reformer import baselines
     from reformer.candidates import split_rule
-    from reformer.evaluate import score_ranking
+    from reformer.evaluate import fixed_first_scores, score_ranking
     from reformer.metrics import latency_us, picked_times, static_order, static_scores
 
     train, validation, test = matrix.subset(split.train), matrix.subset(split.validation), matrix.subset(split.test)
@@ -284,10 +284,8 @@ def _baseline_record(cell: Cell, matrix: RuntimeMatrix, split: Split) -> dict[st
         column = matrix.kernels.index("torch_default")
 
         def scores(side: RuntimeMatrix, mask: np.ndarray) -> np.ndarray:
-            # F.conv2d first wherever it is offered, then the static order (as reformer.evaluate's baseline).
-            ranked = static_scores(order, mask)
-            ranked[:, column] = np.where(mask[:, column], 1.0, -np.inf)
-            return ranked
+            # F.conv2d first wherever it is offered, then the static order (reformer.evaluate's baseline).
+            return np.where(mask, fixed_first_scores(column, static_scores(order, mask)), -np.inf)
     else:
         if cell.kind == "static":
             started = time.perf_counter()

@@ -57,7 +57,9 @@ def _fixed_pick(column: int, fallback: np.ndarray, applicable: np.ndarray) -> np
     return np.where(applicable[:, column], column, fallback)
 
 
-def _fixed_scores(column: int, fallback_scores: np.ndarray) -> np.ndarray:
+def fixed_first_scores(column: int, fallback_scores: np.ndarray) -> np.ndarray:
+    """``fallback_scores`` with kernel ``column`` ranked first wherever it is offered (a fixed choice such as
+    torch_default, then the fallback's order; the ablation's baseline uses the same rule)."""
     scores = fallback_scores.copy()
     scores[:, column] = 1.0  # above every static rank (<= 0): first wherever it is offered
     return scores
@@ -107,17 +109,14 @@ def evaluate(selector: Selector, matrix: RuntimeMatrix, *, seed: int = 0, top_ks
             reads the device and a device has no descriptor.
     """
     known_times, unknown = align_kernels(matrix, selector.kernels)
-    extra = np.stack([matrix.time_ms[:, matrix.kernels.index(k)] for k in unknown], axis=1) if unknown else None
     scorable = ~np.isnan(known_times).all(axis=1)
     rows = np.flatnonzero(scorable)
     known_times = known_times[rows]
-    # Columns: the model's vocabulary, then the unknown kernels (never picked, but part of t_best).
-    all_times = known_times if extra is None else np.concatenate([known_times, extra[rows]], axis=1)
-    all_rse = None
-    if matrix.time_rse is not None:  # near-ties (tie_top1), in the same column order as all_times
-        known_rse = align_kernels(matrix, selector.kernels, values=matrix.time_rse)[0][rows]
-        extra_rse = [matrix.time_rse[rows, matrix.kernels.index(k)] for k in unknown]
-        all_rse = np.concatenate([known_rse, *(r[:, None] for r in extra_rse)], axis=1)
+    # Columns: the model's vocabulary, then the unknown kernels (never picked, but part of t_best); the times'
+    # time_rse (near-ties, tie_top1) in the same order.
+    columns_all = (*selector.kernels, *unknown)
+    all_times = align_kernels(matrix, columns_all)[0][rows]
+    all_rse = None if matrix.time_rse is None else align_kernels(matrix, columns_all, values=matrix.time_rse)[0][rows]
     pad = np.zeros((len(rows), all_times.shape[1] - known_times.shape[1]), dtype=bool)
     known_applicable = ~np.isnan(known_times)
     columns = matrix.subset(rows).columns()
@@ -148,7 +147,7 @@ def evaluate(selector: Selector, matrix: RuntimeMatrix, *, seed: int = 0, top_ks
         # What the user gets without a selector (F.conv2d on the CPU), where the dataset measured it; problems
         # where it has no time fall back to the static pick, so the row is defined on every problem.
         **{name: scored(_fixed_pick(selector.kernels.index(name), static, known_applicable),
-                        _fixed_scores(selector.kernels.index(name), static_rank))
+                        fixed_first_scores(selector.kernels.index(name), static_rank))
            for name in BASELINE_KERNELS if name in selector.kernels and known_applicable[:, selector.kernels.index(name)].any()},
         "random": scored(argmax_applicable(noise, measured), noise),
     }
