@@ -99,3 +99,46 @@ def test_real_proc_stat_gives_a_load_between_zero_and_the_core_count():
     load = m.load_since(start)
     # A wrong unit (ticks read as seconds) or a wrong field would land far outside [0, cores].
     assert isinstance(load, float) and 0.0 <= load <= (os.cpu_count() or 1) + 0.5
+
+
+def test_a_quiet_machine_is_watched_without_sleeping_before_every_kernel():
+    """After one quiet window, later waits judge the time since it (our own CPU excluded) instead of sleeping."""
+    f = Fake()
+    slept = []
+
+    def sleep(s):
+        slept.append(s)
+        f.wall += s
+        f.busy += 0.1 * s
+
+    m = f.meter()
+    assert m.wait_for_quiet(threshold_cores=0.3, max_wait_s=10, sleep=sleep) == pytest.approx(0.1)
+    assert slept == [0.25]
+    f.wall += 0.1
+    f.busy += 0.1
+    f.own += 0.1  # we timed a kernel for 0.1 s at one core: not load
+    assert m.wait_for_quiet(threshold_cores=0.3, max_wait_s=10, sleep=sleep) == pytest.approx(0.1)  # window still open
+    f.wall += 0.4
+    f.busy += 0.8 + 0.05
+    f.own += 0.8  # 0.5 s since the quiet window ended: 0.05 core-seconds were others' -> 0.1 cores
+    assert m.wait_for_quiet(threshold_cores=0.3, max_wait_s=10, sleep=sleep) == pytest.approx(0.1)
+    assert slept == [0.25]
+
+
+def test_load_between_waits_sends_the_next_wait_back_to_sleeping():
+    f = Fake()
+    loads = iter([0.0, 0.0])
+
+    def sleep(s):
+        f.wall += s
+        f.busy += next(loads) * s
+
+    m = f.meter()
+    m.wait_for_quiet(threshold_cores=0.3, max_wait_s=10, sleep=sleep)
+    f.wall += 1.0
+    f.busy += 1.5  # another process kept 1.5 cores busy since the last window
+    assert m.wait_for_quiet(threshold_cores=0.3, max_wait_s=10, sleep=sleep) == pytest.approx(0.0)
+    assert f.wall == pytest.approx(0.25 + 1.0 + 0.25)  # it slept one more (quiet) window
+    f.wall += 0.1
+    f.busy += 1.0  # inside a window that has not closed yet: the last verdict (quiet) stands
+    assert m.wait_for_quiet(threshold_cores=0.3, max_wait_s=10, sleep=sleep) == pytest.approx(0.0)
