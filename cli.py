@@ -576,7 +576,7 @@ def reformer_fit(ctx: click.Context, dataset: str, model_dir: str, derived: str,
 
     from kernelbench.schema import io_error_reason
     from reformer.data import load_matrix
-    from reformer.report import metrics_table, open_table, save_fit
+    from reformer.report import metrics_table, open_table, save_fit, speedup_line
     from reformer.splits import SplitSpec, parse_split_by
     from reformer.store import check_model_dir
     from reformer.train import fit
@@ -628,6 +628,8 @@ def reformer_fit(ctx: click.Context, dataset: str, model_dir: str, derived: str,
     test = result.evaluations["test"]
     click.echo(f"test split ({test.model.n_problems} problems), closed protocol (choosing among the measured kernels):")
     click.echo(metrics_table({"reformer": test.model, **test.baselines}))
+    if (line := speedup_line(test.model, test.baselines)) is not None:
+        click.echo(line)
     click.echo("open protocol (ranking every candidate; a pick that was not measured is charged the slowest measured time):")
     click.echo(open_table({"reformer": test.model, **test.baselines}, top_ks=top_ks))
     train = result.evaluations["train"].model
@@ -674,7 +676,7 @@ def reformer_evaluate(model_dir: str, dataset: str, as_json: bool, seed: int, to
 
     from reformer.data import load_matrix
     from reformer.evaluate import check_devices, evaluate
-    from reformer.report import json_metrics, metrics_table, open_table
+    from reformer.report import json_metrics, metrics_table, open_table, speedup_line
     from reformer.selector import Selector
 
     top_ks = tuple(_parse_ints(top_k, "--top-k")) if top_k is not None else ()
@@ -705,6 +707,8 @@ def reformer_evaluate(model_dir: str, dataset: str, as_json: bool, seed: int, to
         click.echo(note)
     click.echo("closed protocol (choosing among the measured kernels):")
     click.echo(metrics_table({"reformer": result.model, **result.baselines}))
+    if (line := speedup_line(result.model, result.baselines)) is not None:
+        click.echo(line)
     click.echo("open protocol (ranking every candidate; a pick that was not measured is charged the slowest measured time):")
     click.echo(open_table({"reformer": result.model, **result.baselines}, top_ks=top_ks))
 

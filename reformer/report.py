@@ -46,6 +46,21 @@ def metrics_table(rows: Mapping[str, SelectionMetrics]) -> str:
     return "\n".join(lines)
 
 
+def speedup_line(model: SelectionMetrics, baselines: Mapping[str, SelectionMetrics], *, name: str = "reformer") -> str | None:
+    """One line: ``name``'s picks against ``torch_default`` (what F.conv2d gives the user) on the same problems, as
+    the geometric mean of t_torch_default / t_pick and as Σ t_torch_default / Σ t_pick; None where the dataset has
+    no torch_default (it is measured only on CPU datasets)."""
+    base = baselines.get("torch_default")
+    if base is None or not model.n_problems:
+        return None
+    # oracle_ratio is the geomean of t_best / t_pick and sum_ratio is Σ t_pick / Σ t_best, both over the same
+    # problems, so their quotients are the speed-ups without a second pass over the times.
+    geomean = model.oracle_ratio / base.oracle_ratio
+    total = base.sum_ratio / model.sum_ratio
+    return (f"{name} vs torch_default (F.conv2d, what the user gets without a selector): "
+            f"geomean speed-up {geomean:.3f}x, total-time speed-up {total:.3f}x")
+
+
 def json_metrics(metrics: SelectionMetrics) -> dict[str, Any]:
     """The ``reformer evaluate --json`` object: :data:`~reformer.metrics.METRIC_KEYS` (closed protocol), then
     :data:`~reformer.metrics.OPEN_METRIC_KEYS`, then ``topk`` and ``open_topk`` when computed."""
