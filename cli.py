@@ -542,7 +542,7 @@ def _parse_problem(text: str) -> dict[str, str]:
 @click.option("--seed", type=int, default=_FIT.seed, show_default=True, help="Seed of the split, initialisation and batches.")
 @click.option("--threads", type=int, default=_FIT.threads, show_default=True, help="torch CPU threads.")
 @click.option("--fractions", default="0.8,0.1,0.1", show_default=True, help="Train,validation,test fractions.")
-@click.option("--split-by", default=None, help="Hold out problems as the test split, e.g. direction=bwd_weights or network=resnet50.")
+@click.option("--split-by", default=None, help="Hold out problems as the test split, e.g. direction=bwd_weights or network=resnet50 (a built-in network: every problem with one of its layer shapes).")
 @click.option("--group-by", type=click.Choice(GROUPINGS), default=None,
               help="Keep problems of one geometry (or layer, batch ignored) on one side of the split.")
 @click.option("--train-noise", "train_noise_sigma", type=float, default=0.0, show_default=True,

@@ -8,7 +8,9 @@ A problem is never on two sides.  Three modes:
   shape) stay on one side; ``group_by="layer"`` also ignores ``batch``;
 * ``hold_out`` (``--split-by COLUMN=VALUE,...``): problems matching are the
   test split; the rest is split into train / validation at the ratio of the
-  first two fractions (by group if ``group_by`` is set).
+  first two fractions (by group if ``group_by`` is set).  ``network=NAME`` of a
+  built-in network holds out every problem with one of its layer shapes, also
+  those the ``network`` column credits to another network or spec.
 
 A problem is a row of the runtime matrix, a (problem, device) pair: in a
 dataset of several devices, the random split may train on a shape measured on
@@ -29,6 +31,8 @@ import polars as pl
 
 from kernelbench.errors import InputError
 from kernelbench.problem import INT_FIELDS
+from kernelbench.spaces import network_layers
+from kernelbench.spaces.networks import NETWORKS
 
 GROUPINGS = ("geometry", "layer")
 #: Problem columns ``--split-by`` may name.
@@ -133,12 +137,39 @@ def _cut_groups(groups: np.ndarray, rows: np.ndarray, shares: list[float], rng: 
     return [np.sort(rows[side == s]) for s in range(len(shares))]
 
 
+_LAYER_FIELDS = tuple(c for c in INT_FIELDS if c != "batch")
+
+
+def network_shape_mask(problems: pl.DataFrame, networks: tuple[str, ...]) -> np.ndarray:
+    """Boolean per problem row: its layer shape (every integer field but ``batch``) is a layer of one of
+    the built-in ``networks`` (:data:`kernelbench.spaces.networks.NETWORKS`; other names match nothing).
+
+    The ``network`` column names only the first network a shared shape was measured for (the ``networks``
+    space keeps each problem once), so this is how a held-out network also takes its shapes that another
+    network, or a random spec, measured first.
+    """
+    keys = {tuple(int(getattr(layer.shape.problem(batch=1), c)) for c in _LAYER_FIELDS)
+            for name in networks if name in NETWORKS for layer in network_layers(name)}
+    if not keys or problems.height == 0:
+        return np.zeros(problems.height, dtype=bool)
+    rows = problems.select(_LAYER_FIELDS).to_numpy()
+    return np.fromiter((tuple(int(v) for v in row) in keys for row in rows), dtype=bool, count=len(rows))
+
+
 def hold_out_mask(problems: pl.DataFrame, hold_out: tuple[tuple[str, tuple[str, ...]], ...]) -> np.ndarray:
-    """Boolean per problem row: matches every ``(column, values)`` of ``hold_out``."""
+    """Boolean per problem row: matches every ``(column, values)`` of ``hold_out``.
+
+    ``network=NAME`` of a built-in network also matches every problem with one of that network's layer
+    shapes (any batch), whichever network or spec the ``network`` column credits it to: holding a
+    network out holds out every layer shape of it.
+    """
     mask = np.ones(problems.height, dtype=bool)
     for column, values in hold_out:
         as_text = problems[column].cast(pl.String).fill_null("")
-        mask &= as_text.is_in(list(values)).to_numpy()
+        matches = as_text.is_in(list(values)).to_numpy()
+        if column == "network":
+            matches |= network_shape_mask(problems, values)
+        mask &= matches
     return mask
 
 

@@ -85,3 +85,30 @@ def test_split_by_device_holds_one_device_out_and_group_by_keeps_a_shapes_device
     assert not (sides[0] & sides[1]) and not (sides[0] & sides[2]) and not (sides[1] & sides[2])
     with pytest.raises(InputError, match="device values: other, synthetic"):
         make_split(two.problems, SplitSpec(hold_out=parse_split_by("device=mi100")))
+
+
+def test_split_by_network_holds_out_every_layer_shape_of_it_whoever_measured_it_first():
+    from kernelbench.problem import INT_FIELDS
+    from kernelbench.spaces import network_layers
+    from reformer.splits import hold_out_mask
+
+    resnet = network_layers("resnet50")
+    vgg = network_layers("vgg16")
+
+    def row(shape, batch, network):
+        problem = shape.problem(batch=batch)
+        return {**{c: int(getattr(problem, c)) for c in INT_FIELDS}, "network": network}
+
+    problems = pl.DataFrame([
+        row(resnet[0].shape, 1, "resnet50"),   # credited to the network itself
+        row(resnet[1].shape, 5, "cpu5k"),      # the same layer shape, another batch, from a random spec
+        row(resnet[2].shape, 8, "vgg16"),      # credited to another network
+        row(vgg[0].shape, 1, "vgg16"),
+        row(vgg[1].shape, 2, "resnet50x"),
+    ])
+    mask = hold_out_mask(problems, parse_split_by("network=resnet50"))
+    assert mask.tolist() == [True, True, True, False, False]
+    # A name that is not a built-in network matches its column only.
+    assert hold_out_mask(problems, parse_split_by("network=resnet50x")).tolist() == [False] * 4 + [True]
+    # Columns still combine with AND.
+    assert hold_out_mask(problems, parse_split_by("network=resnet50,batch=8")).tolist() == [False, False, True, False, False]
