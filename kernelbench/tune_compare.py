@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +90,14 @@ def check_compare_run(compare_dir: str | Path, *, device_label: str, problem_ids
                          "compare only under the same timing options")
 
 
-def compare_runs(tune_dir: str | Path, compare_dir: str | Path, *, problem_ids: Collection[str]) -> Comparison:
+def compare_runs(tune_dir: str | Path, compare_dir: str | Path, *, problem_ids: Collection[str],
+                 score_with: Sequence[str | Path] = ()) -> Comparison:
     """Score the tune rows of ``problem_ids`` in ``tune_dir`` against the exhaustive rows in ``compare_dir``.
+
+    Measuring times are always ``compare_dir``'s.  Kernel times come from ``compare_dir`` alone by default; with
+    ``score_with`` (exhaustive runs of the same problems, ``compare_dir`` among them or not), each (problem,
+    kernel) is scored with the median of its ``ok`` times over those runs, so that one run's outlier neither
+    makes a choice look bad nor a kernel look best.
 
     Raises:
         InputError: the comparison run does not cover the problems (see :func:`check_compare_run`), or either
@@ -116,6 +122,10 @@ def compare_runs(tune_dir: str | Path, compare_dir: str | Path, *, problem_ids: 
         raise InputError(f"--compare {compare_dir} has no measured kernel for {len(missing)} of the {len(ids)} "
                          f"problems tuned here (e.g. problem {missing[0]}): compare with an exhaustive sweep of the "
                          "same problems")
+    if score_with:
+        ok_full = (pl.concat([read_parts(run).filter(pl.col("problem_id").is_in(ids) & (pl.col("status") == "ok"))
+                              .select("problem_id", "kernel", "time_ms") for run in score_with])
+                   .group_by("problem_id", "kernel").agg(pl.col("time_ms").median()))
     chosen = (tune.filter(pl.col("status") == "ok").sort("time_ms")
               .unique(subset=["problem_id"], keep="first").select("problem_id", "kernel", "time_ms"))
     choice = {pid: (kernel, t) for pid, kernel, t in chosen.iter_rows()}

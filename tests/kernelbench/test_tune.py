@@ -233,6 +233,25 @@ def test_compare_figures_on_a_case_computed_by_hand(tmp_path):
     assert "0.6481  (geomean of its own times in the two runs; 1 differ by more than 2x)" in text
 
 
+def test_compare_scored_with_the_median_of_several_exhaustive_runs(tmp_path):
+    p0, p1 = problems(2)
+    # Run 1 timed c on p1 as an outlier (4.0 ms); runs 2 and 3 agree it is the fastest there.
+    write_run(tmp_path / "r1", {p0: {"a": 1.0, "b": 2.0, "c": 4.0}, p1: {"a": 3.0, "b": 1.5, "c": 4.0}}, [1.0] * 6)
+    write_run(tmp_path / "r2", {p0: {"a": 1.2, "b": 1.0, "c": 4.0}, p1: {"a": 3.0, "b": 1.5, "c": 1.0}}, [9.0] * 6)
+    write_run(tmp_path / "r3", {p0: {"a": 1.1, "b": 2.0, "c": 4.0}, p1: {"a": 3.0, "b": 1.6, "c": 1.2}}, [9.0] * 6)
+    write_run(tmp_path / "tune", {p0: {"a": 0.4, "b": 2.0}, p1: {"a": 3.0, "c": 1.1}}, [0.5] * 4, tune_model="m")
+    ids = [p0.problem_id, p1.problem_id]
+    alone = compare_runs(tmp_path / "tune", tmp_path / "r1", problem_ids=ids)
+    assert alone.geomean_ratio == pytest.approx(math.sqrt(4.0 / 1.5))
+    pooled = compare_runs(tmp_path / "tune", tmp_path / "r1", problem_ids=ids,
+                          score_with=[tmp_path / "r1", tmp_path / "r2", tmp_path / "r3"])
+    # Medians: p0 a 1.1 (best; b 2.0), p1 c 1.2 (best; b 1.5): both choices are the best.
+    assert pooled.geomean_ratio == pytest.approx(1.0) and pooled.chosen_is_best == 2
+    # Measuring times stay the compared run's, and the chosen kernels' re-timing is against the medians.
+    assert pooled.exhaustive_measure_s == pytest.approx(6.0) and pooled.measure_share == pytest.approx(2 / 6)
+    assert pooled.remeasure_geomean == pytest.approx(math.sqrt(0.4 / 1.1 * 1.1 / 1.2))
+
+
 def test_compare_refuses_other_problems_and_rows_without_measuring_time(tmp_path):
     p0, p1, p2 = problems(3)
     write_run(tmp_path / "full", {p0: {"a": 1.0}, p1: {"a": 1.0}}, [1.0, 1.0])
