@@ -135,7 +135,7 @@ _MEASURE_OPTIONS = (
                       "one crashes; none: in the sweep's own process (a hung kernel hangs the sweep)."),
     click.option("--max-memory-gb", type=click.FloatRange(min=0, min_open=True), default=None,
                  show_default=f"{DEFAULT_MEMORY_SHARE:.0%} of physical memory",
-                 help="Problems whose estimated peak memory is larger get status unavailable instead of being run."),
+                 help="A kernel whose estimated peak memory on a problem is larger gets status unavailable instead of being run."),
     click.option("--quiet-wait", is_flag=True, help="Wait for a quiet machine and re-time samples taken under load."),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs."),
     click.option("--flush-every-s", type=click.FloatRange(min=0), default=10.0, show_default=True,

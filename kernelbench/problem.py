@@ -442,9 +442,10 @@ class MemoryEstimate:
         reference_bytes: the float64 reference result, kept while the problem's kernels run.
         reference_work_bytes: what computing the reference holds at its peak besides the result:
             float64 copies of the inputs and torch's float64 im2col (or col2im) columns.
-        kernel_bytes: the largest kernel's own memory: float32 copies of the inputs and output
-            in its layout, plus the largest workspace of the algorithms here (the im2col
-            columns or the kn2row partial images, counted at 8 bytes per element).
+        kernel_bytes: one kernel's own memory: float32 copies of the inputs and output in its
+            layout, plus its workspace (the kernel's ``workspace_estimate``, or when it has none
+            the largest workspace of the algorithms here: the im2col columns or the kn2row
+            partial images, counted at 8 bytes per element).
     """
 
     inputs_bytes: int
@@ -474,8 +475,24 @@ def tensor_elements(problem: ConvProblem) -> tuple[int, int, int]:
     return x, w, y
 
 
-def memory_estimate(problem: ConvProblem) -> MemoryEstimate:
+def im2col_elements(problem: ConvProblem) -> int:
+    """Elements of the im2col columns of ``problem``: ``N * C * taps * output pixels`` (exact int)."""
+    p = problem
+    return p.batch * p.in_channels * p.filter_d * p.filter_h * p.filter_w * p.out_d * p.out_h * p.out_w
+
+
+def kn2row_elements(problem: ConvProblem) -> int:
+    """Elements of the kn2row partial images of ``problem``: ``N * K * taps * input pixels`` (exact int)."""
+    p = problem
+    return p.batch * p.out_channels * p.filter_d * p.filter_h * p.filter_w * p.in_d * p.in_h * p.in_w
+
+
+def memory_estimate(problem: ConvProblem, *, kernel_workspace_bytes: int | None = None) -> MemoryEstimate:
     """Estimate the peak host memory of checking and timing ``problem``, without allocating anything.
+
+    ``kernel_workspace_bytes``: the workspace of the one kernel to run (a kernel's
+    ``workspace_estimate``); None counts the largest of the algorithms here, ``8 * max(im2col
+    columns, kn2row partial images)``, which holds for any of them.
 
     Within about 2x of the measured peak (docs/architecture.md gives a measured example): the
     float64 reference dominates, because torch computes it through float64 im2col columns of
@@ -487,14 +504,14 @@ def memory_estimate(problem: ConvProblem) -> MemoryEstimate:
     x, w, y = tensor_elements(p)
     dy = y if p.direction != "fwd" else 0
     result = {"fwd": y, "bwd_data": x, "bwd_weights": w}[p.direction]
-    taps = p.filter_d * p.filter_h * p.filter_w
-    columns = p.batch * p.in_channels * taps * p.out_d * p.out_h * p.out_w
-    kn2row = p.batch * p.out_channels * taps * p.in_d * p.in_h * p.in_w
+    columns = im2col_elements(p)
+    if kernel_workspace_bytes is None:
+        kernel_workspace_bytes = 8 * max(columns, kn2row_elements(p))
     return MemoryEstimate(
         inputs_bytes=INPUT_ITEMSIZE[p.dtype] * (x + w + dy),
         reference_bytes=8 * result,
         reference_work_bytes=8 * (x + w + dy + columns),
-        kernel_bytes=4 * (x + w + dy + result) + 8 * max(columns, kn2row),
+        kernel_bytes=4 * (x + w + dy + result) + kernel_workspace_bytes,
     )
 
 

@@ -13,9 +13,10 @@ overruns ``timeout_s + kill_grace_s``: a kernel that never returns is a
 and the sweep goes on with a fresh worker.  ``isolation="none"`` measures in
 this process (faster to start; a hung kernel hangs the sweep).
 
-Before a problem's inputs are allocated, its peak memory is estimated
-(:func:`kernelbench.problem.memory_estimate`); above ``max_memory_gb`` every
-kernel of the problem gets an ``unavailable`` row that gives the estimate.
+Before a problem's inputs are allocated, the peak memory of measuring each of its
+kernels is estimated (:func:`memory_refusal`: the inputs, the float64 reference and
+the kernel's own ``workspace_estimate``); a kernel above ``max_memory_gb`` gets an
+``unavailable`` row that gives the estimate, and the others are measured.
 
 Rows are buffered and flushed to the run directory as one part file every
 ``flush_every_s`` seconds (and at the end), so a killed sweep loses at most
@@ -37,7 +38,7 @@ from kernelbench.device import default_max_memory_gb
 from kernelbench.errors import InputError
 from kernelbench.kernels.base import Kernel, ProblemInputs
 from kernelbench.load import LoadMeter
-from kernelbench.problem import memory_estimate
+from kernelbench.problem import ConvProblem, memory_estimate
 from kernelbench.shards import Shard  # noqa: F401 (re-exported: kernelbench.sweep.Shard)
 from kernelbench.spaces import SpaceEntry
 from kernelbench.status import Status
@@ -155,6 +156,17 @@ class _InWorker:
         self.worker.close()
 
 
+def memory_refusal(problem: ConvProblem, kernel: Kernel, *, max_memory_gb: float) -> str | None:
+    """None when measuring ``kernel`` on ``problem`` is estimated to fit in ``max_memory_gb`` (GB, 1e9 bytes),
+    else the ``unavailable`` row's message giving the estimate (:func:`kernelbench.problem.memory_estimate`
+    with the kernel's own ``workspace_estimate``)."""
+    workspace = None if kernel.workspace_estimate is None else kernel.workspace_estimate(problem)
+    estimate = memory_estimate(problem, kernel_workspace_bytes=workspace)
+    if estimate.peak_bytes <= max_memory_gb * 1e9:
+        return None
+    return f"estimated peak memory {estimate.describe()} > max_memory_gb {max_memory_gb:g} GB"
+
+
 def _failure_row(entry: SpaceEntry, kernel: Kernel, status: Status, error: str, measurer: Any) -> dict[str, Any]:
     return _row(entry.problem, kernel, status, error=error, entry=entry, backend=measurer.backend,
                 run_id=measurer.run_id, threads=measurer.options.threads)
@@ -233,13 +245,12 @@ def run_sweep(
             if pending is None:
                 continue
             bar.set_postfix_str(entry.problem.describe(), refresh=True)
-            estimate = memory_estimate(entry.problem)
-            too_big = None
-            if estimate.peak_bytes > max_memory_gb * 1e9:
-                too_big = f"estimated peak memory {estimate.describe()} > max_memory_gb {max_memory_gb:.1f} GB"
             setup_error: dict[str, Any] | None = None
+            measured_any = False
             for kernel, extra in pending:
                 bar.set_postfix_str(f"{entry.problem.describe()} | {kernel.name}", refresh=True)
+                too_big = memory_refusal(entry.problem, kernel, max_memory_gb=max_memory_gb)
+                measured_any = measured_any or too_big is None
                 if too_big is not None:
                     row = _failure_row(entry, kernel, Status.UNAVAILABLE, too_big, measurer)
                 elif setup_error is not None:  # the problem's inputs or reference failed: do not retry per kernel
@@ -252,7 +263,7 @@ def run_sweep(
                 row.update(extra)
                 statuses[kernel.name] = row["status"]  # a plan may choose the next kernel from what failed
                 record(row)
-            if isinstance(measurer, _InWorker) and too_big is None:
+            if isinstance(measurer, _InWorker) and measured_any:
                 measurer.problem_done()
             bar.update(1)
             if time.perf_counter() - last_flush >= options.flush_every_s:

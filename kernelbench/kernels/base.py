@@ -83,6 +83,10 @@ class Kernel:
         unavailable: ``() -> None`` or why the kernel cannot run at all in this build.
         default: member of the backend's ``default`` kernel set (fast sweeps).
         description: one line for ``kernelbench kernels`` / docs.
+        workspace_estimate: ``problem -> bytes`` of host memory the kernel holds besides float32
+            copies of its inputs and output, an upper bound computed from the sizes alone; the
+            sweep's memory limit uses it (:func:`kernelbench.problem.memory_estimate`).  None:
+            unknown, the largest workspace of the algorithms here is assumed.
     """
 
     name: str
@@ -93,6 +97,7 @@ class Kernel:
     unavailable: Callable[[], str | None] = _always_available
     default: bool = False
     description: str = ""
+    workspace_estimate: Callable[[ConvProblem], int] | None = None
 
     def reason_not_applicable(self, problem: ConvProblem) -> str | None:
         """``None`` when this kernel can compute ``problem``, else why not (what the harness asks).

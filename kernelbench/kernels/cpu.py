@@ -40,7 +40,7 @@ import numpy as np
 
 from kernelbench.kernels import arraylevel
 from kernelbench.kernels.base import Kernel, Prepared, ProblemInputs
-from kernelbench.problem import ConvProblem
+from kernelbench.problem import ConvProblem, im2col_elements, kn2row_elements, tensor_elements
 
 #: Torch dtypes of the problem dtypes the torch kernels accept.
 _TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -57,13 +57,25 @@ NUMPY_MAX_WORKSPACE_BYTES = 2 << 30
 def numpy_workspace_estimate(problem: ConvProblem) -> int:
     """Bytes of the largest buffer any array-level algorithm allocates for ``problem``, within about 2x.
 
-    ``N * FH * FW * max(C * OH * OW, K * H * W)`` elements of 8 bytes: the im2col
-    columns (C side) and the kn2row partial images (K side); FFT spectra and
-    Winograd tiles of 3x3 problems are smaller.
+    ``max(im2col columns, kn2row partial images)`` elements of 8 bytes
+    (``N * FH * FW * max(C * OH * OW, K * H * W)``); FFT spectra and Winograd tiles
+    of 3x3 problems are smaller.
     """
-    p = problem
-    per_tap = max(p.in_channels * p.out_h * p.out_w, p.out_channels * p.in_h * p.in_w)
-    return 8 * p.batch * p.filter_h * p.filter_w * per_tap
+    return 8 * max(im2col_elements(problem), kn2row_elements(problem))
+
+
+def torch_workspace_estimate(problem: ConvProblem) -> int:
+    """Upper bound, in bytes, of the host memory a torch CPU back-end holds besides float32 inputs and output.
+
+    ``8 * im2col columns + 12 * output elements + 32 * filter elements``: the native
+    path's columns (float32, counted at 8 bytes), up to three more float32 copies of
+    the output (oneDNN's blocked layout, the channels_last or NCHW copy for the
+    check) and transformed or reordered filters (NNPACK, oneDNN).  Measured against
+    the peak RSS of each torch kernel by ``benchmarks/bench_kernel_memory.py``;
+    ``tests/kernelbench/test_kernels_cpu.py`` checks one output-heavy problem.
+    """
+    _, w, y = tensor_elements(problem)
+    return 8 * im2col_elements(problem) + 12 * y + 32 * w
 
 
 def _scope_reason(problem: ConvProblem) -> str | None:
@@ -108,7 +120,8 @@ def numpy_kernel(algorithm: arraylevel.ArrayAlgorithm, *, default: bool = False,
         return Prepared(run=call.run, result=np.asarray, workspace_bytes=call.workspace_bytes)
 
     return Kernel(name=f"numpy_{algorithm.name}", algorithm=algorithm.family, backend="cpu", applies=applies,
-                  prepare=prepare, default=default, description=f"numpy: {algorithm.description}")
+                  prepare=prepare, default=default, description=f"numpy: {algorithm.description}",
+                  workspace_estimate=numpy_workspace_estimate)
 
 
 # ---------------------------------------------------------------- torch kernels
@@ -325,22 +338,23 @@ _NUMPY_OPTIONS: dict[str, dict[str, Any]] = {"depthwise_direct": {"block_bytes":
 
 def torch_kernels() -> tuple[Kernel, ...]:
     """The kernels that call torch's CPU convolution back-ends."""
+    kernel = functools.partial(Kernel, backend="cpu", workspace_estimate=torch_workspace_estimate)
     return (
-        Kernel(name="onednn_nchw", algorithm="direct", backend="cpu", applies=_onednn_applies,
+        kernel(name="onednn_nchw", algorithm="direct", applies=_onednn_applies,
                prepare=functools.partial(_onednn_prepare, channels_last=False), unavailable=_onednn_unavailable,
                default=True,
                description="oneDNN (aten.mkldnn_convolution) on NCHW tensors; reorders to blocked layout inside"),
-        Kernel(name="onednn_nhwc", algorithm="direct", backend="cpu", applies=_onednn_applies,
+        kernel(name="onednn_nhwc", algorithm="direct", applies=_onednn_applies,
                prepare=functools.partial(_onednn_prepare, channels_last=True), unavailable=_onednn_unavailable,
                default=True,
                description="oneDNN (aten.mkldnn_convolution) on channels_last tensors (converted untimed)"),
-        Kernel(name="torch_im2col", algorithm="im2col_gemm", backend="cpu", applies=_native_im2col_applies,
+        kernel(name="torch_im2col", algorithm="im2col_gemm", applies=_native_im2col_applies,
                prepare=_native_im2col_prepare, default=True,
                description="torch native im2col + BLAS GEMM (aten._slow_conv2d_forward / slow_conv_dilated2d)"),
-        Kernel(name="nnpack", algorithm="vendor", backend="cpu", applies=_nnpack_applies, prepare=_nnpack_prepare,
+        kernel(name="nnpack", algorithm="vendor", applies=_nnpack_applies, prepare=_nnpack_prepare,
                unavailable=_nnpack_unavailable, default=True,
                description="NNPACK (aten._nnpack_spatial_convolution), algorithm chosen by NNPACK"),
-        Kernel(name="torch_default", algorithm="vendor", backend="cpu", applies=_default_applies,
+        kernel(name="torch_default", algorithm="vendor", applies=_default_applies,
                prepare=_default_prepare, default=True,
                description="torch.nn.functional.conv2d: whatever back-end torch's dispatch picks (the baseline: "
                            "what a user gets without a selector)"),

@@ -109,11 +109,17 @@ class UnloadablePrepare:
         raise RuntimeError("this kernel cannot be loaded here")
 
 
-def kernel(name: str, prepare) -> Kernel:
-    return Kernel(name=name, algorithm="direct", backend="cpu", applies=applies, prepare=prepare)
+def no_workspace(problem: ConvProblem) -> int:
+    return 0
+
+
+def kernel(name: str, prepare, **fields) -> Kernel:
+    return Kernel(name=name, algorithm="direct", backend="cpu", applies=applies, prepare=prepare, **fields)
 
 
 GOOD = kernel("good", good_prepare)
+#: Correct, and says it needs no workspace (the sweep's memory limit then counts inputs and reference only).
+LEAN = kernel("lean", good_prepare, workspace_estimate=no_workspace)
 SLEEPS = kernel("sleeps_forever", sleep_forever_prepare)
 SPINS = kernel("spins_forever", spin_forever_prepare)
 HANGS_IN_PREPARE = kernel("hangs_in_prepare", hang_in_prepare)

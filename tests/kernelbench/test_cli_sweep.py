@@ -181,7 +181,7 @@ def test_a_problem_too_big_for_memory_is_unavailable_and_the_rest_is_measured(tm
     frame = read_parts(tmp_path / "run")
     small, huge = frame.filter(pl.col("batch") == 1), frame.filter(pl.col("batch") == 2_000_000_000)
     assert set(small["status"]) == {"ok"} and set(huge["status"]) == {"unavailable"} and huge.height == 2
-    assert all(e.startswith("estimated peak memory ") and e.endswith("> max_memory_gb 4.0 GB") for e in huge["error"])
+    assert all(e.startswith("estimated peak memory ") and e.endswith("> max_memory_gb 4 GB") for e in huge["error"])
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["isolation"] == "process" and manifest["max_memory_gb"] == 4.0
 

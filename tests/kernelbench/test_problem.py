@@ -12,6 +12,8 @@ from kernelbench.problem import (
     INPUT_ITEMSIZE,
     INT_FIELD_MAX,
     ConvProblem,
+    im2col_elements,
+    kn2row_elements,
     memory_estimate,
     output_size,
     problem_2d,
@@ -174,6 +176,7 @@ def test_memory_estimate_counts_inputs_reference_and_the_largest_workspace():
     x, w, y = tensor_elements(p)
     assert (x, w, y) == (2 * 8 * 100, 16 * 8 * 9, 2 * 16 * 100)
     columns, kn2row = 2 * 8 * 9 * 100, 2 * 16 * 9 * 100
+    assert (im2col_elements(p), kn2row_elements(p)) == (columns, kn2row)
     e = memory_estimate(p)
     assert (e.inputs_bytes, e.reference_bytes) == (4 * (x + w), 8 * y)
     assert e.reference_work_bytes == 8 * (x + w + columns)
@@ -183,6 +186,10 @@ def test_memory_estimate_counts_inputs_reference_and_the_largest_workspace():
     assert half.inputs_bytes == e.inputs_bytes // 2
     back = memory_estimate(ConvProblem(**{**p.as_dict(), "direction": "bwd_weights"}))
     assert back.inputs_bytes == 4 * (x + w + y) and back.reference_bytes == 8 * w
+    lean = memory_estimate(p, kernel_workspace_bytes=1000)  # one kernel's own workspace instead of the largest
+    assert lean.kernel_bytes == 4 * (x + w + y) + 1000
+    assert (lean.inputs_bytes, lean.reference_bytes, lean.reference_work_bytes) == (
+        e.inputs_bytes, e.reference_bytes, e.reference_work_bytes)
 
 
 def test_memory_estimate_of_an_absurd_problem_is_exact_and_allocates_nothing():

@@ -1,6 +1,7 @@
 """The measurement worker with real faults: hung kernels are killed (status timeout), crashing ones are errors,
 and the sweep goes on with a fresh worker."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -227,6 +228,31 @@ def test_a_killed_or_interrupted_sweep_leaves_no_worker_spinning(tmp_path, sig):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_the_memory_limit_is_per_kernel_a_lean_kernel_is_measured_where_the_generic_bound_refuses(tmp_path):
+    """A 7x7 stem with 64 outputs: kn2row's partial images (103 MB) dominate the generic bound, the
+    inputs and reference take ~4 MB.  With a 50 MB limit the kernel without its own estimate is refused
+    and the one that declares no workspace is measured, in the same sweep and worker."""
+    from kernelbench.problem import memory_estimate, problem_2d
+    from kernelbench.sweep import memory_refusal
+
+    stem = problem_2d(batch=1, in_channels=1, out_channels=64, in_h=64, in_w=64, filter_h=7, filter_w=7,
+                      pad_h=3, pad_w=3)
+    assert memory_estimate(stem).peak_bytes > 100e6 > 5e6 > memory_estimate(stem, kernel_workspace_bytes=0).peak_bytes
+    assert memory_refusal(stem, fk.LEAN, max_memory_gb=0.05) is None
+    backend = CpuBackend(threads=1)
+    store = RunStore.open(tmp_path / "run", {"space": {}, "kernels": [], "rule": {}, "seed": 0,
+                                             "device_label": backend.device_label}, {})
+    summary = run_sweep([SpaceEntry(problem=stem, network="t", layer="stem")], [fk.GOOD, fk.LEAN], backend=backend,
+                        store=store, options=dataclasses.replace(FAULTS, max_memory_gb=0.05), progress=False)
+    assert summary.status_counts == {"unavailable": 1, "ok": 1}
+    rows = {row["kernel"]: row for row in read_parts(tmp_path / "run").iter_rows(named=True)}
+    assert rows["lean"]["status"] == "ok" and rows["lean"]["error"] is None
+    assert rows["good"]["status"] == "unavailable"
+    assert rows["good"]["error"] == memory_refusal(stem, fk.GOOD, max_memory_gb=0.05)
+    assert rows["good"]["error"].startswith("estimated peak memory 0.1 GB (inputs 0.0 GB")
+    assert rows["good"]["error"].endswith("> max_memory_gb 0.05 GB")
 
 
 def test_a_problem_too_big_for_memory_is_unavailable_and_the_worker_never_starts(tmp_path, monkeypatch):
