@@ -15,13 +15,14 @@ The issue's target (#19): on every network, Reformer's oracle ratio is >= 0.95 a
 Usage::
 
     python benchmarks/bench_holdout.py datasets/cpu-xeon-2t.parquet [--seeds 0,1,2] [--networks vgg16,...]
-        [--work DIR] [--json FILE]
+        [--work DIR] [--json FILE] [--fit-options '--time-weight 0.5']
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import subprocess
 import sys
@@ -32,10 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def fit(dataset: str, model_dir: Path, network: str, seed: int) -> dict:
-    """Run one hold-out fit in a fresh process and return its metrics.json."""
+def fit(dataset: str, model_dir: Path, network: str, seed: int, extra: list[str]) -> dict:
+    """Run one hold-out fit in a fresh process (``extra``: more ``reformer fit`` options) and return its metrics.json."""
     command = [sys.executable, "-c", "import cli; cli.reformer()", "fit", dataset, "-o", str(model_dir), "--split-by", f"network={network}",
-               "--group-by", "layer", "--seed", str(seed), "--top-k", "2", "--quiet"]
+               "--group-by", "layer", "--seed", str(seed), "--top-k", "2", "--quiet", *extra]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"fit of {network} seed {seed} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
@@ -68,7 +69,9 @@ def main() -> None:
     parser.add_argument("--networks", default=",".join(NETWORKS))
     parser.add_argument("--work", default=None, help="keep the model directories here (default: a temporary one)")
     parser.add_argument("--json", default=None, help="also write every fit's figures to this file")
+    parser.add_argument("--fit-options", default="", help="more `reformer fit` options, e.g. '--time-weight 0.5'")
     args = parser.parse_args()
+    extra = shlex.split(args.fit_options)
     seeds = [int(s) for s in args.seeds.split(",")]
     networks = args.networks.split(",")
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench_holdout_"))
@@ -76,7 +79,7 @@ def main() -> None:
     rows: dict[str, list[dict[str, float]]] = {}
     for network in networks:
         for seed in seeds:
-            row = figures(fit(args.dataset, work / f"{network}-s{seed}", network, seed))
+            row = figures(fit(args.dataset, work / f"{network}-s{seed}", network, seed, extra))
             rows.setdefault(network, []).append(row)
             print(f"{network:16} seed {seed}: oracle ratio {row['reformer']:.4f} (static {row['static']:.4f}, "
                   f"torch_default {row['torch_default']:.4f}), speed-up over torch_default "
@@ -88,7 +91,7 @@ def main() -> None:
             return fmt.format(values[0])
         return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
-    print(f"\n{args.dataset}, hold-out per network, seeds {args.seeds}" + (" (median, range)" if len(seeds) > 1 else ""))
+    print(f"\n{args.dataset}, hold-out per network, seeds {args.seeds}" + (f", fit options {args.fit_options}" if extra else "") + (" (median, range)" if len(seeds) > 1 else ""))
     print("| network | test problems | Reformer oracle ratio | static | torch_default | speed-up over torch_default, "
           "geomean | total | Reformer top-2 oracle | target (>= 0.95 and > torch_default) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
