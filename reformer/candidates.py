@@ -24,9 +24,13 @@ direction; a direction never seen in training is an error.
 Devices: when the training problems come from more than one device (a merged
 dataset, ``kernelbench merge``), every context also includes the ``device``
 label, so kernels recorded on one device are not candidates on another.  A
-problem of a device the rule never saw (or given without a device) backs off
-to the device-free contexts, the union over the training devices, and is
-flagged.  A rule trained on one device keeps device-free contexts (as before
+problem of a device the rule never saw is offered what the nearest training
+device (by descriptor distance, :func:`kernelbench.devices.nearest_first`)
+recorded for its context, at the chosen level and then coarser ones, using the
+nearest device that recorded the context; it is flagged.  One given without a
+device, or whose device has no descriptor, or whose context no training device
+recorded, backs off to the device-free contexts, the union over the training
+devices, and is flagged.  A rule trained on one device keeps device-free contexts (as before
 rows carried their device); a problem that names another device is flagged.
 """
 
@@ -209,8 +213,12 @@ class CandidateRule:
             parts.insert(0, "device not given")
         return ", ".join(parts)
 
-    def masks(self, columns: Mapping[str, Any], kernels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def masks(self, columns: Mapping[str, Any], kernels: Sequence[str], *,
+              descriptors: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Candidates of problems given as columns: ``(mask bool [n, len(kernels)], context_seen bool [n])``.
+
+        ``descriptors``: device descriptors by label beyond the package's table, for finding the training
+        device nearest to a device the rule never saw.
 
         Raises:
             InputError: a problem's direction was never seen in training (``context`` rule).
@@ -223,25 +231,32 @@ class CandidateRule:
         mask = np.zeros((n, len(kernels)), dtype=bool)
         seen = np.zeros(n, dtype=bool)
         done = np.zeros(n, dtype=bool)
-        # Per-device contexts first (their chosen level is "seen"), then the device-free ones.
-        passes = [(self.kernels_by_device_level, (DEVICE_PROPERTY,))] if self.per_device else []
-        passes.append((self.kernels_by_level, ()))
         # A one-device rule cannot tell a problem of another device apart: such a problem is never "seen".
         known_device = (np.isin(props[DEVICE_PROPERTY], ["", *self.devices]) if len(self.devices) == 1
                         else np.ones(n, dtype=bool))
-        for tables, prefix in passes:
+
+        def offer(i: int, names: Sequence[str]) -> None:
+            mask[i, [index[k] for k in names if k in index]] = True
+            done[i] = True
+
+        # Per-device contexts first (their chosen level is "seen"), then, for a device the rule never saw,
+        # the contexts of the nearest training device that recorded them, then the device-free ones.
+        if self.per_device:
             for depth in range(self.level, -1, -1):
-                table = tables[depth]
-                for i, key in enumerate(context_keys(props, (*prefix, *self.levels[depth]))):
-                    if done[i] or key not in table:
-                        continue
-                    mask[i, [index[k] for k in table[key] if k in index]] = True
-                    done[i] = True
-                    seen[i] = depth == self.level and tables is passes[0][0] and known_device[i]
-                if done.all():
-                    break
+                table = self.kernels_by_device_level[depth]
+                for i, key in enumerate(context_keys(props, (DEVICE_PROPERTY, *self.levels[depth]))):
+                    if not done[i] and key in table:
+                        offer(i, table[key])
+                        seen[i] = depth == self.level
+            self._nearest_device_pass(props, done, offer, descriptors)
+        for depth in range(self.level, -1, -1):
             if done.all():
                 break
+            table = self.kernels_by_level[depth]
+            for i, key in enumerate(context_keys(props, self.levels[depth])):
+                if not done[i] and key in table:
+                    offer(i, table[key])
+                    seen[i] = not self.per_device and depth == self.level and known_device[i]
         if not done.all():
             # Neither the direction/dtype pair was seen: offer the direction's kernels, never another's.
             by_direction: dict[str, set[str]] = {}
@@ -254,6 +269,37 @@ class CandidateRule:
                                      f"candidates for it; known directions: {', '.join(sorted(by_direction))}")
                 mask[i, [index[k] for k in by_direction[direction] if k in index]] = True
         return mask, seen
+
+    def _nearest_device_pass(self, props: Mapping[str, np.ndarray], done: np.ndarray,
+                             offer: Any, descriptors: Mapping[str, Any] | None) -> None:
+        """Problems of a device the rule never saw: at the chosen level and then coarser ones, the kernels the
+        nearest training device (:func:`kernelbench.devices.nearest_first`) recorded for the problem's
+        context, if some training device recorded it.  A device without a descriptor is left to the
+        device-free contexts."""
+        from kernelbench.devices import nearest_first
+
+        devices = props[DEVICE_PROPERTY]
+        todo = [i for i in np.flatnonzero(~done) if devices[i] and devices[i] not in self.devices]
+        order: dict[str, list[str] | None] = {}
+        for label in {str(devices[i]) for i in todo}:
+            try:
+                order[label] = nearest_first(label, self.devices, descriptors=descriptors)
+            except InputError:
+                order[label] = None
+        todo = [i for i in todo if order[str(devices[i])]]
+        for depth in range(self.level, -1, -1):
+            if not todo:
+                return
+            table = self.kernels_by_device_level[depth]
+            keys = context_keys(props, self.levels[depth])
+            left = []
+            for i in todo:
+                source = next((d for d in order[str(devices[i])] if f"{d}|{keys[i]}" in table), None)
+                if source is None:
+                    left.append(i)
+                else:
+                    offer(i, table[f"{source}|{keys[i]}"])
+            todo = left
 
     def _applies_masks(self, columns: Mapping[str, Any], kernels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         from kernelbench.problem import FIELDS, ConvProblem

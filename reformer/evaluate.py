@@ -121,8 +121,9 @@ def evaluate(selector: Selector, matrix: RuntimeMatrix, *, seed: int = 0, top_ks
     known_applicable = ~np.isnan(known_times)
     columns = matrix.subset(rows).columns()
     # A model that reads the device also finds the dataset's devices in its metadata (kernelbench import records them).
-    logits = selector.logits(columns, descriptors=dataset_descriptors(matrix.metadata) if selector.reads_device else None)
-    candidates = np.concatenate([selector.candidates(columns)[0], pad], axis=1)
+    described = dataset_descriptors(matrix.metadata)
+    logits = selector.logits(columns, descriptors=described if selector.reads_device else None)
+    candidates = np.concatenate([selector.candidates(columns, descriptors=described)[0], pad], axis=1)
     measured = np.concatenate([known_applicable, pad], axis=1)
     picks = argmax_applicable(logits, known_applicable)
     order = np.array([selector.kernels.index(k) for k in selector.trained.static_order], dtype=np.int64)
@@ -173,6 +174,6 @@ def score_ranking(side: RuntimeMatrix, scores: Callable[[RuntimeMatrix, np.ndarr
     closed = scores(side, side.applicable)
     picks = argmax_applicable(closed, side.applicable)
     metrics = selection_metrics(side.time_ms, picks, first_applicable(order, side.applicable), time_rse=side.time_rse)
-    candidates = rule.masks(side.columns(), side.kernels)[0]
+    candidates = rule.masks(side.columns(), side.kernels, descriptors=dataset_descriptors(side.metadata))[0]
     return with_ranking(metrics, side.time_ms, closed_scores=closed, open_scores=scores(side, candidates),
                         top_ks=top_ks), picks

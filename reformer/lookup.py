@@ -20,17 +20,6 @@ import numpy as np
 from reformer.data import RuntimeMatrix
 
 
-def descriptor_distance(a: str, b: str) -> float:
-    """:func:`kernelbench.devices.distance` between two device labels.
-
-    Raises:
-        InputError: a label has no descriptor.
-    """
-    from kernelbench.devices import descriptor, distance
-
-    return distance(descriptor(a), descriptor(b))
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class Lookup:
     """The lookup ranking of some target problems.
@@ -50,17 +39,20 @@ class Lookup:
 
 
 def lookup(sources: RuntimeMatrix, targets: RuntimeMatrix, order: np.ndarray, *,
-           distance: Callable[[str, str], float] = descriptor_distance) -> Lookup:
+           distance: Callable[[str, str], float] | None = None) -> Lookup:
     """The lookup ranking of ``targets``' problems from the measurements of ``sources`` (same kernel columns).
 
     Per target problem (a ``problem_id`` on a device), the source rows with the same ``problem_id`` on another
-    device are candidates; the one whose device is nearest to the target's device (``distance(target, source)``,
-    ties by label) gives the ranking.  ``order`` is the static order (kernel columns) used below the source's
-    measured kernels and for problems no source has.
+    device are candidates; the one whose device is nearest to the target's device
+    (:func:`kernelbench.devices.nearest_first`; ``distance(target, source)`` between labels replaces the
+    descriptors' distance when given) gives the ranking.  ``order`` is the static order (kernel columns) used
+    below the source's measured kernels and for problems no source has.
 
     Raises:
-        InputError: a device label without a descriptor (with the default ``distance``).
+        InputError: a device label without a descriptor (without ``distance``).
     """
+    from kernelbench.devices import nearest_first
+
     k = len(targets.kernels)
     if tuple(sources.kernels) != tuple(targets.kernels):
         raise ValueError("sources and targets must have the same kernel columns")
@@ -71,12 +63,13 @@ def lookup(sources: RuntimeMatrix, targets: RuntimeMatrix, order: np.ndarray, *,
     for row, pid in enumerate(sources.problems["problem_id"].to_list()):
         by_problem.setdefault(pid, []).append(row)
     source_devices = sources.problems["device"].to_list()
-    cache: dict[tuple[str, str], float] = {}
+    ranks: dict[str, dict[str, int]] = {}
 
-    def far(target: str, source: str) -> float:
-        if (target, source) not in cache:
-            cache[(target, source)] = distance(target, source)
-        return cache[(target, source)]
+    def rank(target: str) -> dict[str, int]:
+        if target not in ranks:
+            ordered = nearest_first(target, [d for d in set(source_devices) if d != target], distance_of=distance)
+            ranks[target] = {d: i for i, d in enumerate(ordered)}
+        return ranks[target]
 
     chosen = []
     for i, (pid, device) in enumerate(zip(targets.problems["problem_id"].to_list(),
@@ -85,7 +78,8 @@ def lookup(sources: RuntimeMatrix, targets: RuntimeMatrix, order: np.ndarray, *,
         if not rows:
             chosen.append("")
             continue
-        row = min(rows, key=lambda r: (far(device, source_devices[r]), source_devices[r]))
+        nearest = rank(device)
+        row = min(rows, key=lambda r: nearest[source_devices[r]])
         chosen.append(source_devices[row])
         times = sources.time_ms[row]
         measured = np.flatnonzero(~np.isnan(times))

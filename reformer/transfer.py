@@ -5,8 +5,8 @@ For each device of a multi-device dataset in turn as the *target* (the others ar
 * the target's rows get one seeded random split (``split_fractions``, default 80/10/10); every cell is
   scored on its test side, so all rows of a target's table score the same problems;
 * **zero-shot**: a Reformer trained on the sources' rows (a seeded 90/10 train/validation split of them;
-  nothing of the target), scored on the target's test split; its candidates for the unseen device back off
-  to the sources' device-free contexts (:mod:`reformer.candidates`);
+  nothing of the target), scored on the target's test split; its candidates for the unseen device are what
+  the nearest source device recorded for the problem's context (:mod:`reformer.candidates`);
 * **lookup**: the same problem's fastest kernel on the nearest source device by descriptor distance
   (:mod:`reformer.lookup`); problems no source measured fall back to the sources' static order;
 * **few-shot** at each of ``fractions`` of the target's training split (one seeded, nested sample per
@@ -20,8 +20,10 @@ Validation (early stopping) is the target's whole validation split for every tar
 Resumable as ``reformer ablate`` is: every cell is written to ``REPORT_DIR/cells/<key>.json`` atomically when
 it finishes, its key hashing everything that determines it (dataset content, target, fraction, seed,
 settings; for a fine-tuned cell, the key of the zero-shot model it starts from), and the zero-shot model is
-saved (as a whole, :func:`reformer.store.save_model`) under ``REPORT_DIR/models/<key>/`` before its cell file,
-so a re-run computes only what is missing.  Why a command of its own rather than an ablation study: its cells
+saved (as a whole, :func:`reformer.store.save_model`) under ``REPORT_DIR/models/<model key>/`` before its cell
+file, so a re-run computes only what is missing.  The model key hashes what trains it, the zero-shot cell's key
+also how it is scored (:data:`UNSEEN_DEVICE_CANDIDATES`): a cell whose scoring changed is re-scored from the
+saved model without training.  Why a command of its own rather than an ablation study: its cells
 depend on each other (fine-tuning starts from the zero-shot model), it has one split per target device instead
 of one per seed, the lookup is not a fitted selector, and its report plots accuracy against the target
 fraction rather than comparing variants of one fit.
@@ -56,6 +58,9 @@ FEW_SHOT_METHODS = ("fine-tune", "scratch", "lightgbm")
 IN_DEVICE_METHODS = ("scratch", "lightgbm")
 MODELS_DIR = "models"
 RUN_FILE = "run.json"
+#: How the candidates of a device the model never saw are chosen (:mod:`reformer.candidates`), part of the keys
+#: of the cells it changes (zero-shot, lookup): a new value re-scores them, from the saved zero-shot models.
+UNSEEN_DEVICE_CANDIDATES = "nearest-device contexts"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -227,21 +232,35 @@ def target_splits(matrix: RuntimeMatrix, target: str, options: TransferOptions) 
 # ---------------------------------------------------------------- cells
 
 
+def _common_settings(options: TransferOptions) -> dict[str, Any]:
+    return {"seed": options.seed, "split_fractions": list(options.split_fractions),
+            "source_validation": options.source_validation}
+
+
+def zero_shot_model_key(target: str, options: TransferOptions, data_id: dict[str, Any]) -> str:
+    """The key of ``target``'s zero-shot model (``models/<key>/``): everything that trains it."""
+    scratch = {k: v for k, v in options.fit_config().as_dict().items() if k != "threads"}
+    return TransferCell(target, "zero-shot", None, {**_common_settings(options), "fit": scratch}).key(data_id)
+
+
 def plan(targets: tuple[str, ...], options: TransferOptions, data_id: dict[str, Any], *,
          lightgbm: bool = True) -> list[tuple[str, TransferCell]]:
     """Every cell in run order (per target: zero-shot first, which the fine-tuned cells start from)."""
-    common = {"seed": options.seed, "split_fractions": list(options.split_fractions),
-              "source_validation": options.source_validation}
+    common = _common_settings(options)
     scratch = {k: v for k, v in options.fit_config().as_dict().items() if k != "threads"}
     tune = {k: v for k, v in options.finetune_config().as_dict().items() if k != "threads"}
     boost = {k: v for k, v in dataclasses.asdict(options.lightgbm_config()).items() if k != "threads"}
     boost["derived"] = list(options.fit_config().derived)
     out = []
     for target in targets:
-        zero = TransferCell(target, "zero-shot", None, {**common, "fit": scratch})
-        zero_key = zero.key(data_id)
-        out.append((zero_key, zero))
-        look = TransferCell(target, "lookup", None, {**common, "distance": "kernelbench.devices.distance"})
+        # The zero-shot model's key (its directory under models/, what fine-tuning starts from) hashes what
+        # trains it; the cell's key adds how it is scored.
+        zero_key = zero_shot_model_key(target, options, data_id)
+        zero = TransferCell(target, "zero-shot", None, {**common, "fit": scratch, "model": zero_key,
+                                                        "unseen_device_candidates": UNSEEN_DEVICE_CANDIDATES})
+        out.append((zero.key(data_id), zero))
+        look = TransferCell(target, "lookup", None, {**common, "distance": "kernelbench.devices.distance",
+                                                     "unseen_device_candidates": UNSEEN_DEVICE_CANDIDATES})
         out.append((look.key(data_id), look))
         for fraction in (*options.fractions, 1.0):
             methods = FEW_SHOT_METHODS if fraction < 1 else IN_DEVICE_METHODS
@@ -281,6 +300,26 @@ def _zero_shot_model(report_dir: Path, key: str, matrix: RuntimeMatrix, splits: 
         return _train_zero_shot(report_dir / MODELS_DIR / key, matrix, splits, options).trained
 
 
+def _zero_shot_record(directory: Path, matrix: RuntimeMatrix, splits: TargetSplits,
+                      options: TransferOptions) -> dict[str, Any]:
+    """The zero-shot cell's record: its saved model scored on the target's test split (``rescored``), or, when
+    ``directory`` holds no complete model, a model trained (and saved) first."""
+    from reformer.evaluate import evaluate
+    from reformer.selector import Selector
+    from reformer.store import load_model
+
+    try:
+        trained = load_model(directory)
+    except InputError:
+        return _fit_record(_train_zero_shot(directory, matrix, splits, options))
+    saved = json.loads((directory / "metrics.json").read_text())
+    metrics = evaluate(Selector(trained), matrix.subset(splits.target.test), seed=options.seed).model
+    return {"metrics": _metrics_record(metrics), "fit_seconds": saved["fit_seconds"],
+            "best_epoch": saved["best_epoch"], "epochs_trained": saved["epochs_trained"],
+            "train_problems": len(splits.zero_shot.train), "validation_problems": len(splits.zero_shot.validation),
+            "rescored": True}
+
+
 def _fit_record(result: Any) -> dict[str, Any]:
     return {"metrics": _metrics_record(result.evaluations["test"].model), "fit_seconds": result.fit_seconds,
             "best_epoch": result.best_epoch, "epochs_trained": len(result.curve),
@@ -305,7 +344,7 @@ def compute_cell(cell: TransferCell, key: str, matrix: RuntimeMatrix, splits: Ta
     body: dict[str, Any]
     try:
         if cell.method == "zero-shot":
-            body = _fit_record(_train_zero_shot(report_dir / MODELS_DIR / key, matrix, splits, options))
+            body = _zero_shot_record(report_dir / MODELS_DIR / zero_key, matrix, splits, options)
         elif cell.method == "lookup":
             sources = np.concatenate([splits.zero_shot.train, splits.zero_shot.validation])
             source, test = matrix.subset(np.sort(sources)), matrix.subset(splits.target.test)
@@ -409,7 +448,7 @@ def run_transfer(dataset: str | os.PathLike[str], report_dir: str | os.PathLike[
                             "fit": options.fit_config().as_dict()},
                    environment=environment())
     splits: dict[str, TargetSplits] = {}
-    zero_keys = {cell.target: key for key, cell in cells if cell.method == "zero-shot"}
+    zero_keys = {cell.target: cell.settings["model"] for _, cell in cells if cell.method == "zero-shot"}
     computed = 0
     invocation: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if compute:

@@ -18,7 +18,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -242,6 +242,30 @@ def _spreads() -> tuple[float, ...]:
         std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
         spreads.append(std if std > 1e-12 else 1.0)
     return tuple(spreads)
+
+
+def nearest_first(label: str, others: Iterable[str], *,
+                  descriptors: Mapping[str, DeviceDescriptor] | None = None,
+                  distance_of: Callable[[str, str], float] | None = None) -> list[str]:
+    """``others`` (device labels, duplicates dropped) ordered by their distance from the device ``label``,
+    nearest first, ties by label: the one definition of "the nearest device" (the lookup baseline, the
+    candidate rule's back-off for a device it never saw).
+
+    The distance is :func:`distance` between descriptors (``descriptors``: devices by label beyond the
+    package's table, winning where both name one), or ``distance_of(label, other)`` when given.
+
+    Raises:
+        InputError: a label has no descriptor (without ``distance_of``).
+    """
+    if distance_of is None:
+        known = dict(descriptors or {})
+
+        def of(name: str) -> DeviceDescriptor:
+            return known[name] if name in known else descriptor(name)
+
+        target = of(label)
+        return sorted(set(others), key=lambda other: (distance(target, of(other)), other))
+    return sorted(set(others), key=lambda other: (distance_of(label, other), other))
 
 
 def distance(a: DeviceDescriptor, b: DeviceDescriptor) -> float:

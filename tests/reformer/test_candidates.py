@@ -1,5 +1,6 @@
 """The candidate rule: contexts chosen on validation evidence, back-off, never another direction."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -108,3 +109,25 @@ def test_a_one_device_rule_keeps_device_free_contexts_and_flags_another_device()
     # A rule saved before rules knew devices still loads and answers as it did.
     old = {k: v for k, v in rule.to_json().items() if k not in ("devices", "kernels_by_device_level")}
     assert CandidateRule.from_json(old).masks(columns([problem(filt=1)]), KERNELS)[1].tolist() == [True]
+
+
+def test_an_unseen_device_gets_the_nearest_training_device_that_recorded_its_context():
+    near, far, target = "miopen:gfx908:120", "miopen:gfx803:64", "miopen:gfx90a:110"
+    train = [{**problem(filt=1), "device": near}, {**problem(filt=1), "device": far},
+             {**problem(filt=3), "device": far}]
+    # 1x1: a1x1 recorded on the near device, b on the far one; 3x3: only the far device recorded it (b).
+    measured = np.array([[True, False, False], [False, True, False], [False, True, False]])
+    rule = fit_rule(kernels=KERNELS, train_columns=columns(train), train_measured=measured)
+    rule = dataclasses.replace(rule, level=len(CONTEXT_LEVELS) - 1)  # contexts tell 1x1 from 3x3
+    queries = [{**problem(filt=1), "device": target}, {**problem(filt=3), "device": target},
+               {**problem(filt=1), "device": "no-descriptor"}]
+    mask, seen = rule.masks(columns(queries), KERNELS)
+    assert mask.tolist() == [[True, False, False],  # the nearest device's context
+                             [False, True, False],  # the only device that recorded the context
+                             [True, True, False]]  # no descriptor: the union over the training devices
+    assert seen.tolist() == [False, False, False]
+    # Descriptors given by the caller place a device the table lacks (here: described as the far device).
+    from kernelbench.devices import descriptor
+
+    mask, _ = rule.masks(columns(queries[2:]), KERNELS, descriptors={"no-descriptor": descriptor(far)})
+    assert mask.tolist() == [[False, True, False]]

@@ -106,7 +106,9 @@ def test_tiny_study_runs_resumes_and_reports(tmp_path):
     assert n_test == {9}  # every cell scores the same target test split
     for record in records.values():
         assert 0 < record["metrics"]["oracle_ratio"] <= 1 and 0 <= record["metrics"]["open_top1"] <= 1
-    assert (out / "models" / outcome.cells[0][0] / "weights.safetensors").is_file()
+    model_key = outcome.cells[0][1].settings["model"]
+    assert (out / "models" / model_key / "weights.safetensors").is_file()
+    assert records[("fine-tune", 0.1)]["settings"]["init"] == model_key
     paths = write_report(out, outcome)
     text = (out / "report.md").read_text()
     assert "## miopen:gfx90a:110" in text and "in-device (scratch)" in text and "open: top-1" in text
@@ -117,6 +119,30 @@ def test_tiny_study_runs_resumes_and_reports(tmp_path):
     again = run_transfer(tmp_path / "all.parquet", out, _options(), progress=False, say=lambda _: None)
     assert again.computed == 0 and again.reused == len(methods)
     assert {p: p.stat().st_mtime_ns for p in (out / "cells").iterdir()} == mtimes
+
+
+def test_a_change_in_scoring_rescores_the_saved_zero_shot_model_without_training(tmp_path, monkeypatch):
+    import reformer.transfer as transfer
+
+    write_multi_device(tmp_path / "all.parquet", 90)
+    out = tmp_path / "report"
+    first = run_transfer(tmp_path / "all.parquet", out, _options(), progress=False, say=lambda _: None)
+    before = {c.method: first.records[k] for k, c in first.cells if c.fraction is None}
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the zero-shot model was trained again")
+
+    monkeypatch.setattr(transfer, "_train_zero_shot", no_training)
+    monkeypatch.setattr(transfer, "UNSEEN_DEVICE_CANDIDATES", "another rule")
+    again = run_transfer(tmp_path / "all.parquet", out, _options(), progress=False, say=lambda _: None)
+    assert again.computed == 2 and again.reused == len(again.cells) - 2  # zero-shot and lookup only
+    after = {c.method: again.records[k] for k, c in again.cells if c.fraction is None}
+    assert after["zero-shot"]["rescored"] and "rescored" not in before["zero-shot"]
+    # Scoring the saved model gives what the fit itself scored (the rule did not really change).
+    assert after["zero-shot"]["metrics"] == before["zero-shot"]["metrics"]
+    assert after["zero-shot"]["fit_seconds"] == before["zero-shot"]["fit_seconds"]
+    assert after["zero-shot"]["train_problems"] == before["zero-shot"]["train_problems"] == 162
+    assert after["lookup"]["metrics"] == before["lookup"]["metrics"]
 
 
 def test_killed_study_resumes_without_recomputing(tmp_path):
