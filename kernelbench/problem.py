@@ -487,12 +487,17 @@ def kn2row_elements(problem: ConvProblem) -> int:
     return p.batch * p.out_channels * p.filter_d * p.filter_h * p.filter_w * p.in_d * p.in_h * p.in_w
 
 
+def largest_workspace_bytes(problem: ConvProblem) -> int:
+    """The largest workspace of the array-level algorithms here, in bytes: ``8 * max(im2col columns, kn2row
+    partial images)``; it holds for any of them, so it is the bound of a kernel without its own estimate."""
+    return 8 * max(im2col_elements(problem), kn2row_elements(problem))
+
+
 def memory_estimate(problem: ConvProblem, *, kernel_workspace_bytes: int | None = None) -> MemoryEstimate:
     """Estimate the peak host memory of checking and timing ``problem``, without allocating anything.
 
     ``kernel_workspace_bytes``: the workspace of the one kernel to run (a kernel's
-    ``workspace_estimate``); None counts the largest of the algorithms here, ``8 * max(im2col
-    columns, kn2row partial images)``, which holds for any of them.
+    ``workspace_estimate``); None counts :func:`largest_workspace_bytes`.
 
     Within about 2x of the measured peak (docs/architecture.md gives a measured example): the
     float64 reference dominates, because torch computes it through float64 im2col columns of
@@ -506,7 +511,7 @@ def memory_estimate(problem: ConvProblem, *, kernel_workspace_bytes: int | None 
     result = {"fwd": y, "bwd_data": x, "bwd_weights": w}[p.direction]
     columns = im2col_elements(p)
     if kernel_workspace_bytes is None:
-        kernel_workspace_bytes = 8 * max(columns, kn2row_elements(p))
+        kernel_workspace_bytes = largest_workspace_bytes(p)
     return MemoryEstimate(
         inputs_bytes=INPUT_ITEMSIZE[p.dtype] * (x + w + dy),
         reference_bytes=8 * result,

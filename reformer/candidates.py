@@ -239,24 +239,24 @@ class CandidateRule:
             mask[i, [index[k] for k in names if k in index]] = True
             done[i] = True
 
+        def walk(tables: Sequence[Mapping[str, Sequence[str]]], prefix: tuple[str, ...], seen_here: np.ndarray) -> None:
+            """Chosen level, then coarser ones: offer each problem not yet done its context's kernels; a hit at
+            the chosen level is "seen" where ``seen_here`` says so."""
+            for depth in range(self.level, -1, -1):
+                if done.all():
+                    return
+                table = tables[depth]
+                for i, key in enumerate(context_keys(props, (*prefix, *self.levels[depth]))):
+                    if not done[i] and key in table:
+                        offer(i, table[key])
+                        seen[i] = depth == self.level and seen_here[i]
+
         # Per-device contexts first (their chosen level is "seen"), then, for a device the rule never saw,
         # the contexts of the nearest training device that recorded them, then the device-free ones.
         if self.per_device:
-            for depth in range(self.level, -1, -1):
-                table = self.kernels_by_device_level[depth]
-                for i, key in enumerate(context_keys(props, (DEVICE_PROPERTY, *self.levels[depth]))):
-                    if not done[i] and key in table:
-                        offer(i, table[key])
-                        seen[i] = depth == self.level
+            walk(self.kernels_by_device_level, (DEVICE_PROPERTY,), np.ones(n, dtype=bool))
             self._nearest_device_pass(props, done, offer, descriptors)
-        for depth in range(self.level, -1, -1):
-            if done.all():
-                break
-            table = self.kernels_by_level[depth]
-            for i, key in enumerate(context_keys(props, self.levels[depth])):
-                if not done[i] and key in table:
-                    offer(i, table[key])
-                    seen[i] = not self.per_device and depth == self.level and known_device[i]
+        walk(self.kernels_by_level, (), known_device & (not self.per_device))
         if not done.all():
             # Neither the direction/dtype pair was seen: offer the direction's kernels, never another's.
             by_direction: dict[str, set[str]] = {}

@@ -60,7 +60,6 @@ class Selector:
         self._index = {k: i for i, k in enumerate(self.kernels)}
         # Every score below comes from the pre-arranged inference path (reformer.inference), not self.model.
         self.fast = FastReformer.from_trained(trained, descriptors)
-        self.descriptors = dict(descriptors or {})
         self.rule: CandidateRule = rule_from_info(trained.info, model_dir=model_dir)
         self._masks: dict[tuple[Any, ...], tuple[np.ndarray, bool]] = {}
 
@@ -106,7 +105,7 @@ class Selector:
         Raises:
             InputError: a problem of a direction the model never saw.
         """
-        return self.rule.masks(columns, self.kernels, descriptors={**(descriptors or {}), **self.descriptors})
+        return self.rule.masks(columns, self.kernels, descriptors={**(descriptors or {}), **self.fast.descriptors})
 
     def candidate_mask(self, problem: ProblemLike, *, device: str | None = None) -> tuple[np.ndarray, bool]:
         """One problem's candidates (bool ``[n_kernels]``) and whether its context was seen in training.
@@ -124,7 +123,7 @@ class Selector:
             row = {**row, "device": device}
         key = self.rule.cache_key(row)
         if key is None or key not in self._masks:
-            mask, seen = self.rule.masks({k: [v] for k, v in row.items()}, self.kernels, descriptors=self.descriptors)
+            mask, seen = self.rule.masks({k: [v] for k, v in row.items()}, self.kernels, descriptors=self.fast.descriptors)
             if key is None:
                 return mask[0], bool(seen[0])
             if len(self._masks) >= MASK_CACHE_SIZE:

@@ -232,21 +232,11 @@ def target_splits(matrix: RuntimeMatrix, target: str, options: TransferOptions) 
 # ---------------------------------------------------------------- cells
 
 
-def _common_settings(options: TransferOptions) -> dict[str, Any]:
-    return {"seed": options.seed, "split_fractions": list(options.split_fractions),
-            "source_validation": options.source_validation}
-
-
-def zero_shot_model_key(target: str, options: TransferOptions, data_id: dict[str, Any]) -> str:
-    """The key of ``target``'s zero-shot model (``models/<key>/``): everything that trains it."""
-    scratch = {k: v for k, v in options.fit_config().as_dict().items() if k != "threads"}
-    return TransferCell(target, "zero-shot", None, {**_common_settings(options), "fit": scratch}).key(data_id)
-
-
 def plan(targets: tuple[str, ...], options: TransferOptions, data_id: dict[str, Any], *,
          lightgbm: bool = True) -> list[tuple[str, TransferCell]]:
     """Every cell in run order (per target: zero-shot first, which the fine-tuned cells start from)."""
-    common = _common_settings(options)
+    common = {"seed": options.seed, "split_fractions": list(options.split_fractions),
+              "source_validation": options.source_validation}
     scratch = {k: v for k, v in options.fit_config().as_dict().items() if k != "threads"}
     tune = {k: v for k, v in options.finetune_config().as_dict().items() if k != "threads"}
     boost = {k: v for k, v in dataclasses.asdict(options.lightgbm_config()).items() if k != "threads"}
@@ -255,7 +245,7 @@ def plan(targets: tuple[str, ...], options: TransferOptions, data_id: dict[str, 
     for target in targets:
         # The zero-shot model's key (its directory under models/, what fine-tuning starts from) hashes what
         # trains it; the cell's key adds how it is scored.
-        zero_key = zero_shot_model_key(target, options, data_id)
+        zero_key = TransferCell(target, "zero-shot", None, {**common, "fit": scratch}).key(data_id)
         zero = TransferCell(target, "zero-shot", None, {**common, "fit": scratch, "model": zero_key,
                                                         "unseen_device_candidates": UNSEEN_DEVICE_CANDIDATES})
         out.append((zero.key(data_id), zero))

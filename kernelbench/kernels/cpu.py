@@ -40,7 +40,7 @@ import numpy as np
 
 from kernelbench.kernels import arraylevel
 from kernelbench.kernels.base import Kernel, Prepared, ProblemInputs
-from kernelbench.problem import ConvProblem, im2col_elements, kn2row_elements, tensor_elements
+from kernelbench.problem import ConvProblem, im2col_elements, largest_workspace_bytes, tensor_elements
 
 #: Torch dtypes of the problem dtypes the torch kernels accept.
 _TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -61,7 +61,7 @@ def numpy_workspace_estimate(problem: ConvProblem) -> int:
     (``N * FH * FW * max(C * OH * OW, K * H * W)``); FFT spectra and Winograd tiles
     of 3x3 problems are smaller.
     """
-    return 8 * max(im2col_elements(problem), kn2row_elements(problem))
+    return largest_workspace_bytes(problem)
 
 
 def torch_workspace_estimate(problem: ConvProblem) -> int:
