@@ -758,8 +758,8 @@ def reformer_select(model_dir: str, problem: str, applicable: str | None, top: i
     if not seen:
         click.echo("warning: the model never saw a training problem of this problem's context "
                    f"({selector.rule.describe({**selector_problem(fields).as_row(), 'device': device})}); its "
-                   "candidates come from a "
-                   "coarser context and the ranking is less reliable", err=True)
+                   "candidates come from a coarser context, or, on a device it never trained on, from what the "
+                   "nearest training device recorded, and the ranking is less reliable", err=True)
     if as_json:
         click.echo(json.dumps({"ranked": [{"kernel": k, "probability": p} for k, p in ranked],
                                "candidates": "applicable" if names is not None else selector.rule.kind,
