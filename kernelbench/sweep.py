@@ -16,7 +16,8 @@ this process (faster to start; a hung kernel hangs the sweep).
 Before a problem's inputs are allocated, the peak memory of measuring each of its
 kernels is estimated (:func:`memory_refusal`: the inputs, the float64 reference and
 the kernel's own ``workspace_estimate``); a kernel above ``max_memory_gb`` gets an
-``unavailable`` row that gives the estimate, and the others are measured.
+``unavailable`` row that gives the estimate, and the others are measured.  A re-run
+measures such a row again once its cause is gone (a larger ``max_memory_gb``).
 
 Rows are buffered and flushed to the run directory as one part file every
 ``flush_every_s`` seconds (and at the end), so a killed sweep loses at most
@@ -70,6 +71,14 @@ class SweepSummary:
 
 
 Plan = Callable[[SpaceEntry, Sequence[Kernel], Mapping[str, str]], Iterable[tuple[Kernel, Mapping[str, Any]]]]
+
+
+def _retry(status: str, problem: ConvProblem, kernel: Kernel, max_memory_gb: float) -> bool:
+    """Whether a stored row is measured again: an ``unavailable`` row whose cause is gone, because the
+    memory limit now admits the kernel (a re-run with a larger ``--max-memory-gb``, or a better estimate)
+    and its entry point exists in this build.  Its new row supersedes it (an ``ok`` row wins everywhere)."""
+    return (status == Status.UNAVAILABLE and kernel.unavailable() is None
+            and memory_refusal(problem, kernel, max_memory_gb=max_memory_gb) is None)
 
 
 def every_pending(entry: SpaceEntry, applicable: Sequence[Kernel], statuses: Mapping[str, str]
@@ -208,7 +217,8 @@ def run_sweep(
     for entry in shard_entries:
         pid = entry.problem.problem_id
         applicable = [k for k in kernels if k.reason_not_applicable(entry.problem) is None]
-        statuses = {k.name: done[(pid, k.name)] for k in applicable if (pid, k.name) in done}
+        statuses = {k.name: done[(pid, k.name)] for k in applicable
+                    if (pid, k.name) in done and not _retry(done[(pid, k.name)], entry.problem, k, max_memory_gb)}
         pending = iter(plan(entry, applicable, statuses))
         first = next(pending, None)  # peek: a problem with nothing to measure counts as done
         todo.append((entry, statuses, None if first is None else itertools.chain([first], pending)))

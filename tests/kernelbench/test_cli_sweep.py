@@ -203,3 +203,26 @@ def test_isolation_none_gives_the_same_rows(tmp_path, spec):
     assert result.exit_code == 0, result.output
     assert len(pairs(tmp_path / "run")) == 12 and set(read_parts(tmp_path / "run")["status"]) == {"ok"}
     assert json.loads((tmp_path / "run" / "manifest.json").read_text())["isolation"] == "none"
+
+
+def test_a_rerun_with_a_larger_memory_limit_measures_what_the_smaller_one_refused(tmp_path):
+    """The refusal is stored as an ``unavailable`` row; the same command re-run adds nothing, a larger limit
+    measures the kernels, and the export keeps their ``ok`` rows."""
+    spec = tmp_path / "small.toml"
+    spec.write_text(HUGE_SPEC.replace("2000000000", "2"))
+    run = tmp_path / "run"
+    command = ["sweep", "--spec", str(spec), "-o", str(run), *FAST]
+    result = CliRunner().invoke(kernelbench, [*command, "--max-memory-gb", "1e-9"])
+    assert result.exit_code == 0, result.output
+    assert set(read_parts(run)["status"]) == {"unavailable"}
+    refused = read_parts(run).height
+    assert CliRunner().invoke(kernelbench, [*command, "--max-memory-gb", "1e-9"]).exit_code == 0
+    assert read_parts(run).height == refused
+    result = CliRunner().invoke(kernelbench, [*command, "--max-memory-gb", "4"])
+    assert result.exit_code == 0, result.output
+    frame = read_parts(run)
+    assert frame.height == 2 * refused and frame.filter(pl.col("status") == "ok").height == refused
+    result = CliRunner().invoke(kernelbench, ["export", str(run), "-o", str(tmp_path / "d.parquet")])
+    assert result.exit_code == 0, result.output
+    assert set(pl.read_parquet(tmp_path / "d.parquet")["status"]) == {"ok"}
+    assert pl.read_parquet(tmp_path / "d.parquet").height == refused
