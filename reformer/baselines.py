@@ -35,6 +35,7 @@ from reformer.data import RuntimeMatrix
 from reformer.device_features import dataset_descriptors
 from reformer.features import DERIVED_TOKENS, FIELD_TOKENS, FeatureEncoder, derived_values
 from reformer.candidates import split_rule
+from reformer.config import MEMBERSHIP_WEIGHT
 from reformer.metrics import argmax_applicable, oracle_picks, ranking_metrics, selection_metrics, static_order
 from reformer.model import membership_scores, soft_cross_entropy
 from reformer.splits import Split
@@ -177,7 +178,7 @@ class MLPConfig:
     seed: int = 0
     threads: int = 1
     candidates: str = "context"
-    membership_weight: float = 0.3
+    membership_weight: float = MEMBERSHIP_WEIGHT
     membership_head: bool = False
 
 

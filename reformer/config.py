@@ -31,6 +31,11 @@ DEFAULT_MAX_STEPS = 8000
 TRANSFER_FRACTIONS = (0.01, 0.05, 0.1, 0.25)
 
 
+#: λ of the membership term (``--membership-weight``), shared by Reformer and the MLP baseline so that both are
+#: trained the same way; chosen on MI100's validation split with ``ratio_power`` 8 (docs/reformer.md).
+MEMBERSHIP_WEIGHT = 0.5
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FitConfig:
     """Every option of ``reformer fit``; the defaults are the CLI's defaults.
@@ -58,11 +63,11 @@ class FitConfig:
 
     labels: str = "ratio"
     candidates: str = "context"
-    membership_weight: float = 0.3
+    membership_weight: float = MEMBERSHIP_WEIGHT
     membership_head: bool = False
     membership_trunk: bool = True
     softmax_tau_ms: float = 1.0
-    ratio_power: float = 4.0
+    ratio_power: float = 8.0
     time_weight: float = 0.0
     dim: int = 64
     blocks: int = 3

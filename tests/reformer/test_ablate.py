@@ -302,9 +302,10 @@ def test_cost_benchmark_projects_every_reformer_cell_of_the_grid(dataset_path):
                            "--epochs", "5000", "--json"], capture_output=True, text=True, timeout=600, check=True)
     summary = json.loads(done.stdout)
     reformer_rows = [v for s in STUDIES for v in variants(s) if v.kind == "reformer"]
-    # 20 distinct configurations: the candidates study adds one (training over the measured kernels only).
-    assert len(summary["cells"]) == 20 < len(reformer_rows)  # shared configurations are trained once
-    assert summary["reformer_cells"] == 2 * 20
+    # 21 distinct configurations: the candidates study adds one (training over the measured kernels only), the
+    # labels study one (γ = 4, the earlier default).
+    assert len(summary["cells"]) == 21 < len(reformer_rows)  # shared configurations are trained once
+    assert summary["reformer_cells"] == 2 * 21
     n_train = summary["training_problems"]
     for line in summary["cells"]:
         assert line["epochs"] == 5000

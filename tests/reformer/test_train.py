@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kernelbench.errors import InputError
-from reformer.config import FitConfig
+from reformer.config import MEMBERSHIP_WEIGHT, FitConfig
 from reformer.splits import SplitSpec, make_split
 from reformer.train import fit
 from tests.reformer.conftest import QUICK
@@ -128,7 +128,7 @@ def test_fit_options_keep_the_keys_of_earlier_cells():
     measured = FitConfig(candidates="measured", membership_head=True).as_dict()
     assert not {"candidates", "membership_weight", "membership_head", "membership_trunk"} & set(measured)
     old_context = FitConfig(candidates="context", membership_head=False).as_dict()
-    assert not {"membership_head", "membership_trunk"} & set(old_context) and old_context["membership_weight"] == 0.3
+    assert not {"membership_head", "membership_trunk"} & set(old_context) and old_context["membership_weight"] == MEMBERSHIP_WEIGHT
     assert FitConfig(candidates="context", membership_head=True).as_dict()["membership_head"] is True
 
 
