@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -41,7 +42,9 @@ def test_distance_is_a_normalised_metric_on_the_table():
 def _frame(times: dict[tuple[str, str], dict[str, float]]) -> pl.DataFrame:
     problems = {"p1": problem_2d(batch=1, in_channels=8, out_channels=8, in_h=8, in_w=8, filter_h=3, filter_w=3),
                 "p2": problem_2d(batch=2, in_channels=8, out_channels=8, in_h=8, in_w=8, filter_h=3, filter_w=3),
-                "p3": problem_2d(batch=4, in_channels=8, out_channels=8, in_h=8, in_w=8, filter_h=3, filter_w=3)}
+                "p3": problem_2d(batch=4, in_channels=8, out_channels=8, in_h=8, in_w=8, filter_h=3, filter_w=3),
+                "p4": problem_2d(batch=8, in_channels=8, out_channels=8, in_h=8, in_w=8, filter_h=3, filter_w=3),
+                "p5": problem_2d(batch=16, in_channels=8, out_channels=8, in_h=8, in_w=8, filter_h=3, filter_w=3)}
     rows = []
     for (name, device), kernels in times.items():
         for kernel, t in kernels.items():
@@ -77,6 +80,38 @@ def test_lookup_takes_the_nearest_devices_winner():
     # Swap the distance: the far device becomes the nearest.
     swapped = lookup(sources, targets, order, distance=lambda a, b: 0.0 if b == far else 1.0)
     assert int(np.argmax(swapped.scores[ids.index(p1)])) == 1
+
+
+def test_transfer_ceiling_script_bounds_every_remap_of_the_nearest_winner(tmp_path):
+    """benchmarks/bench_transfer_ceiling.py: coverage, lookup top-1 and the remap ceiling, on hand-made times."""
+    near, far, target = "miopen:gfx908:120", "miopen:gfx803:64", "miopen:gfx90a:110"
+    frame = _frame({
+        ("p1", near): {"a": 1.0, "b": 2.0}, ("p1", target): {"a": 1.0, "b": 2.0},  # a -> a
+        ("p2", near): {"a": 1.0, "b": 2.0}, ("p2", target): {"a": 2.0, "b": 1.0},  # a -> b
+        ("p3", near): {"a": 2.0, "b": 1.0}, ("p3", target): {"a": 2.0, "b": 1.0},  # b -> b
+        ("p4", near): {"a": 1.0, "b": 2.0}, ("p4", target): {"b": 1.0, "c": 3.0},  # a -> b, a not recorded
+        ("p5", far): {"a": 1.0}, ("p5", target): {"a": 1.0},  # only the far device has p5
+    })
+    dataset = tmp_path / "d.parquet"
+    schema.write_dataset(frame, dataset, {"source": "test"})
+    out = tmp_path / "c.json"
+    script = ROOT / "benchmarks" / "bench_transfer_ceiling.py"
+    proc = subprocess.run([sys.executable, str(script), str(dataset), "--target", "gfx90a_110", "--json", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(out.read_text())
+    assert list(figures["sources"]) == [near, far]  # nearest first
+    nearest = figures["sources"][near]
+    assert nearest["shared"] == pytest.approx(4 / 5)
+    assert nearest["lookup_top1"] == pytest.approx(2 / 4)  # p1, p3
+    assert nearest["winner_recorded"] == pytest.approx(3 / 4)  # not p4
+    # The best map from the near winner: a -> b (p2, p4 right, p1 wrong), b -> b (p3): 3 of 4.
+    assert nearest["remap_ceiling[winner]"] == pytest.approx(3 / 4)
+    assert figures["sources"][far]["lookup_top1"] == pytest.approx(1.0)
+    assert figures["pairs"][f"{near} <- {target}"] == pytest.approx(2 / 4)
+    bad = subprocess.run([sys.executable, str(script), str(dataset), "--target", "gfx942_304"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode != 0 and "not a device of the dataset" in bad.stderr
 
 
 def _options(**kwargs):
