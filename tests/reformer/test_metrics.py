@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -102,3 +104,45 @@ def test_tie_top1_counts_near_ties_of_the_fastest_only_when_rse_is_recorded():
     assert m.tie_top1 == pytest.approx(2 / 3)
     assert m.as_dict()["tie_top1"] == pytest.approx(2 / 3)
     assert "tie_top1" not in selection_metrics(times, picks, np.zeros(3, dtype=int)).as_dict()
+
+
+
+def test_open_misses_script_splits_the_open_log_loss_of_a_saved_model(tmp_path):
+    """benchmarks/bench_open_misses.py: misses' + hits' log loss is the model's own open oracle ratio.
+
+    The table omits the fastest kernel of a third of the problems (as a find-db keeps only some), so the
+    model's open picks miss on some of them."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import polars as pl
+
+    from kernelbench import schema
+    from reformer.data import load_matrix
+    from reformer.report import save_fit
+    from reformer.train import fit
+    from tests.reformer.conftest import QUICK
+    from tests.reformer.synthetic import synthetic_frame
+
+    frame = synthetic_frame(600, seed=0)
+    fastest = pl.col("time_ms") == pl.col("time_ms").min().over("problem_id")
+    omitted = fastest & (pl.col("problem_id").hash(seed=1) % 3 == 0) & (pl.len().over("problem_id") > 1)
+    dataset = tmp_path / "omitted.parquet"
+    schema.write_dataset(frame.filter(~omitted), dataset, {"device": "synthetic", "generator": "tests"})
+    model_dir = tmp_path / "model"
+    save_fit(model_dir, fit(load_matrix(dataset), dataclasses.replace(QUICK, candidates="measured")))
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "misses.json"
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_open_misses.py"), str(model_dir),
+                           str(dataset), "--json", str(out)], capture_output=True, text=True, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(out.read_text())
+    saved = json.loads((model_dir / "metrics.json").read_text())
+    for side in ("validation", "test"):
+        got, want = figures[side], saved[side]
+        assert got["misses_log_loss"] > 0 and got["hit_rate"] < 1  # the split exercises both parts
+        assert got["open_oracle_ratio"] == pytest.approx(want["open_oracle_ratio"], abs=1e-9)
+        assert got["hit_rate"] == pytest.approx(want["open_hit_rate"], abs=1e-9)
+        assert np.exp(-(got["misses_log_loss"] + got["hits_log_loss"])) == pytest.approx(want["open_oracle_ratio"])
