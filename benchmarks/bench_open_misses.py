@@ -30,13 +30,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reformer.data import load_matrix  # noqa: E402
+from reformer.data import RuntimeMatrix, load_matrix  # noqa: E402
 from reformer.metrics import best_of_ranked, ranked  # noqa: E402
 from reformer.selector import Selector  # noqa: E402
 from reformer.splits import SplitSpec, make_split  # noqa: E402
 
 
-def split_of(model_dir: str, matrix) -> dict[str, np.ndarray]:
+def split_of(model_dir: str, matrix: RuntimeMatrix) -> dict[str, np.ndarray]:
     """The model's validation and test rows, rebuilt from the split recorded in its config.json."""
     recorded = json.loads((Path(model_dir) / "config.json").read_text())["split"]
     spec = SplitSpec(fractions=tuple(recorded["fractions"]), seed=recorded["seed"], group_by=recorded["group_by"],
