@@ -1,8 +1,15 @@
 import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
+from kernelbench import schema
+from reformer.data import load_matrix
 from reformer.metrics import (
     METRIC_KEYS,
     OPEN_METRIC_KEYS,
@@ -12,6 +19,12 @@ from reformer.metrics import (
     selection_metrics,
     static_order,
 )
+from reformer.report import save_fit
+from reformer.train import fit
+from tests.reformer.conftest import QUICK
+from tests.reformer.synthetic import synthetic_frame
+
+ROOT = Path(__file__).resolve().parents[2]
 
 NAN = np.nan
 # Three problems x three kernels.
@@ -106,26 +119,11 @@ def test_tie_top1_counts_near_ties_of_the_fastest_only_when_rse_is_recorded():
     assert "tie_top1" not in selection_metrics(times, picks, np.zeros(3, dtype=int)).as_dict()
 
 
-
 def test_open_misses_script_splits_the_open_log_loss_of_a_saved_model(tmp_path):
     """benchmarks/bench_open_misses.py: misses' + hits' log loss is the model's own open oracle ratio.
 
     The table omits the fastest kernel of a third of the problems (as a find-db keeps only some), so the
     model's open picks miss on some of them."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import polars as pl
-
-    from kernelbench import schema
-    from reformer.data import load_matrix
-    from reformer.report import save_fit
-    from reformer.train import fit
-    from tests.reformer.conftest import QUICK
-    from tests.reformer.synthetic import synthetic_frame
-
     frame = synthetic_frame(600, seed=0)
     fastest = pl.col("time_ms") == pl.col("time_ms").min().over("problem_id")
     omitted = fastest & (pl.col("problem_id").hash(seed=1) % 3 == 0) & (pl.len().over("problem_id") > 1)
@@ -133,10 +131,9 @@ def test_open_misses_script_splits_the_open_log_loss_of_a_saved_model(tmp_path):
     schema.write_dataset(frame.filter(~omitted), dataset, {"device": "synthetic", "generator": "tests"})
     model_dir = tmp_path / "model"
     save_fit(model_dir, fit(load_matrix(dataset), dataclasses.replace(QUICK, candidates="measured")))
-    root = Path(__file__).resolve().parents[2]
     out = tmp_path / "misses.json"
-    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_open_misses.py"), str(model_dir),
-                           str(dataset), "--json", str(out)], capture_output=True, text=True, cwd=root)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_open_misses.py"), str(model_dir),
+                           str(dataset), "--json", str(out)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     figures = json.loads(out.read_text())
     saved = json.loads((model_dir / "metrics.json").read_text())
