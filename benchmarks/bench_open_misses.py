@@ -36,12 +36,10 @@ from reformer.selector import Selector  # noqa: E402
 from reformer.splits import SplitSpec, make_split  # noqa: E402
 
 
-def split_of(model_dir: str, matrix: RuntimeMatrix) -> dict[str, np.ndarray]:
+def split_of(selector: Selector, matrix: RuntimeMatrix) -> dict[str, np.ndarray]:
     """The model's validation and test rows, rebuilt from the split recorded in its config.json."""
-    recorded = json.loads((Path(model_dir) / "config.json").read_text())["split"]
-    spec = SplitSpec(fractions=tuple(recorded["fractions"]), seed=recorded["seed"], group_by=recorded["group_by"],
-                     hold_out=tuple((c, tuple(v)) for c, v in sorted(recorded["hold_out"].items())))
-    split = make_split(matrix.problems, spec)
+    recorded = selector.trained.info["split"]
+    split = make_split(matrix.problems, SplitSpec.from_dict(recorded))
     if split.sizes()["test"] != recorded["sizes"]["test"]:
         raise SystemExit("the dataset is not the one the model was fitted on (the split sizes differ)")
     return {"validation": split.validation, "test": split.test}
@@ -57,7 +55,7 @@ def main() -> None:
     figures: dict[str, dict[str, float]] = {}
     matrix = load_matrix(args.dataset)
     selector = Selector.load(args.model_dir)
-    for side, rows in split_of(args.model_dir, matrix).items():
+    for side, rows in split_of(selector, matrix).items():
         part = matrix.subset(rows)
         columns = part.columns()
         scores = selector.logits(columns)

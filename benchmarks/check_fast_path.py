@@ -46,12 +46,7 @@ def main() -> None:
     args = parser.parse_args()
 
     selector = Selector.load(args.model_dir)
-    spec = selector.trained.info["split"]
-    split = make_split(
-        load_matrix(args.dataset).problems,
-        SplitSpec(fractions=tuple(spec["fractions"]), seed=spec["seed"], group_by=spec["group_by"],
-                  hold_out=tuple((c, tuple(v)) for c, v in spec["hold_out"].items())),
-    )
+    split = make_split(load_matrix(args.dataset).problems, SplitSpec.from_dict(selector.trained.info["split"]))
     matrix = load_matrix(args.dataset).subset(split.sides()[args.split])
     columns, applicable = matrix.columns(), matrix.applicable
     kernel_index = [selector.kernels.index(k) for k in matrix.kernels]

@@ -24,6 +24,7 @@ shapes out of training: the test then measures new shapes on a new device).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,13 @@ class SplitSpec:
         if self.group_by:
             text += f", grouped by {self.group_by}"
         return text
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SplitSpec:
+        """The spec :meth:`as_dict` recorded (a model's ``config.json`` ``split``; extra keys such as
+        ``description`` and ``sizes`` are ignored)."""
+        return cls(fractions=tuple(data["fractions"]), seed=data["seed"], group_by=data["group_by"],
+                   hold_out=tuple((c, tuple(v)) for c, v in data["hold_out"].items()))
 
     def as_dict(self) -> dict[str, Any]:
         return {

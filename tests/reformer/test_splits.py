@@ -112,3 +112,10 @@ def test_split_by_network_holds_out_every_layer_shape_of_it_whoever_measured_it_
     assert hold_out_mask(problems, parse_split_by("network=resnet50x")).tolist() == [False] * 4 + [True]
     # Columns still combine with AND.
     assert hold_out_mask(problems, parse_split_by("network=resnet50,batch=8")).tolist() == [False, False, True, False, False]
+
+
+def test_split_spec_round_trips_through_its_recorded_dict():
+    spec = SplitSpec(fractions=(0.7, 0.2, 0.1), seed=3, group_by="layer",
+                     hold_out=(("direction", ("bwd_data", "fwd")), ("dtype", ("fp16",))))
+    recorded = {**spec.as_dict(), "sizes": {"train": 1, "validation": 1, "test": 1}}  # as config.json holds it
+    assert SplitSpec.from_dict(recorded) == spec
