@@ -690,6 +690,7 @@ def reformer_evaluate(model_dir: str, dataset: str, as_json: bool, seed: int, to
     if new_devices:
         notes.append(f"device(s) the model was not trained on: {', '.join(new_devices)} (candidates from the "
                      "contexts of its training devices, flagged unseen)")
+        notes.extend(borrowed_lines(result, matrix, new_devices))
     if result.unknown_kernels:
         notes.append(f"{len(result.unknown_kernels)} kernel(s) of the dataset unknown to the model "
                      f"(never picked, still count for t_best): {', '.join(result.unknown_kernels)}")
@@ -700,7 +701,7 @@ def reformer_evaluate(model_dir: str, dataset: str, as_json: bool, seed: int, to
     if as_json:
         for note in notes:
             click.echo(note, err=True)
-        click.echo(json.dumps(json_metrics(result.model)))
+        click.echo(json.dumps({**json_metrics(result.model), "borrowed_share": result.borrowed.share}))
         return
     click.echo(f"{dataset}: {result.model.n_problems} problems scored")
     for note in notes:
@@ -711,6 +712,15 @@ def reformer_evaluate(model_dir: str, dataset: str, as_json: bool, seed: int, to
         click.echo(line)
     click.echo("open protocol (ranking every candidate; a pick that was not measured is charged the slowest measured time):")
     click.echo(open_table({"reformer": result.model, **result.baselines}, top_ks=top_ks))
+
+
+def borrowed_lines(result, matrix, devices: tuple[str, ...]) -> list[str]:
+    """Per device the model was not trained on: how many of its scored problems borrowed a measured order."""
+    from reformer.borrowed import Borrowed, describe
+
+    of_rows = matrix.problems["device"].to_numpy()[result.scored]
+    return [describe(Borrowed(source=tuple(s for s, d in zip(result.borrowed.source, of_rows) if d == device)), device)
+            for device in devices]
 
 
 @reformer.command("select")
@@ -752,6 +762,10 @@ def reformer_select(model_dir: str, problem: str, applicable: str | None, top: i
     if names is None:
         seen = selector.candidate_mask(selector_problem(fields), device=device)[1]
     ranked = selector.select(fields, applicable=names, top=top or len(selector.kernels), device=device)
+    borrowed_from = selector.borrowed_order(selector_problem(fields), device)[1] or None
+    if borrowed_from is not None:
+        click.echo(f"note: {device} is not a training device; this problem's kernels that {borrowed_from} (same "
+                   "architecture) measured come first, in their measured order, then the model's ranking", err=True)
     unknown = selector.unknown_kernels(names or [])
     if unknown:
         click.echo(f"ignored kernel(s) unknown to the model: {', '.join(unknown)}", err=True)
@@ -763,7 +777,7 @@ def reformer_select(model_dir: str, problem: str, applicable: str | None, top: i
     if as_json:
         click.echo(json.dumps({"ranked": [{"kernel": k, "probability": p} for k, p in ranked],
                                "candidates": "applicable" if names is not None else selector.rule.kind,
-                               "context_seen": seen}))
+                               "context_seen": seen, "borrowed_from": borrowed_from}))
         return
     width = max(len(k) for k, _ in ranked)
     for rank, (kernel, probability) in enumerate(ranked, 1):

@@ -5,7 +5,10 @@ model's vocabulary by name.  ``t_best`` is taken over *all* the dataset's
 applicable kernels, including ones the model does not know (it cannot pick
 them, and that is part of its score).  Problems where none of the applicable
 kernels is known to the model cannot be scored: they are counted in
-``skipped_problems``, never silently dropped.
+``skipped_problems``, never silently dropped.  On a device the model was not
+trained on, the model's ranking includes the measured orders it borrows from a
+training device of the same architecture (:mod:`reformer.borrowed`);
+``Evaluation.borrowed`` says which problems did.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from kernelbench.info import BASELINE_KERNELS
+from reformer.borrowed import Borrowed
 from reformer.candidates import CandidateRule
 from reformer.data import RuntimeMatrix, align_kernels
 from reformer.device_features import dataset_descriptors
@@ -44,6 +48,7 @@ class Evaluation:
         unknown_kernels: dataset kernels the model does not know.
         picks: the model's pick per scored problem, as a kernel name.
         scored: row positions (into the matrix) of the scored problems.
+        borrowed: per scored problem, the training device whose measured order it took (``""``: none).
     """
 
     model: SelectionMetrics
@@ -51,6 +56,7 @@ class Evaluation:
     unknown_kernels: tuple[str, ...]
     picks: tuple[str, ...]
     scored: np.ndarray
+    borrowed: Borrowed
 
 
 def _fixed_pick(column: int, fallback: np.ndarray, applicable: np.ndarray) -> np.ndarray:
@@ -122,7 +128,7 @@ def evaluate(selector: Selector, matrix: RuntimeMatrix, *, seed: int = 0, top_ks
     columns = matrix.subset(rows).columns()
     # A model that reads the device also finds the dataset's devices in its metadata (kernelbench import records them).
     described = dataset_descriptors(matrix.metadata)
-    logits = selector.logits(columns, descriptors=described if selector.reads_device else None)
+    logits, borrowed = selector.ranking_scores(columns, descriptors=described)
     candidates = np.concatenate([selector.candidates(columns, descriptors=described)[0], pad], axis=1)
     measured = np.concatenate([known_applicable, pad], axis=1)
     picks = argmax_applicable(logits, known_applicable)
@@ -158,6 +164,7 @@ def evaluate(selector: Selector, matrix: RuntimeMatrix, *, seed: int = 0, top_ks
         unknown_kernels=unknown,
         picks=tuple(selector.kernels[j] for j in picks),
         scored=rows,
+        borrowed=borrowed,
     )
 
 

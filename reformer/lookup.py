@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from reformer.borrowed import MeasuredOrders, borrow_scores
 from reformer.data import RuntimeMatrix
 
 
@@ -51,38 +52,15 @@ def lookup(sources: RuntimeMatrix, targets: RuntimeMatrix, order: np.ndarray, *,
     Raises:
         InputError: a device label without a descriptor (without ``distance``).
     """
-    from kernelbench.devices import nearest_first
-
     k = len(targets.kernels)
     if tuple(sources.kernels) != tuple(targets.kernels):
         raise ValueError("sources and targets must have the same kernel columns")
     static_rank = np.empty(k)
     static_rank[np.asarray(order)] = np.arange(k, dtype=np.float64)
-    scores = np.broadcast_to(-static_rank - k, (targets.n_problems, k)).copy()
-    by_problem: dict[str, list[int]] = {}
-    for row, pid in enumerate(sources.problems["problem_id"].to_list()):
-        by_problem.setdefault(pid, []).append(row)
-    source_devices = sources.problems["device"].to_list()
-    ranks: dict[str, dict[str, int]] = {}
-
-    def rank(target: str) -> dict[str, int]:
-        if target not in ranks:
-            ordered = nearest_first(target, [d for d in set(source_devices) if d != target], distance_of=distance)
-            ranks[target] = {d: i for i, d in enumerate(ordered)}
-        return ranks[target]
-
-    chosen = []
-    for i, (pid, device) in enumerate(zip(targets.problems["problem_id"].to_list(),
-                                          targets.problems["device"].to_list())):
-        rows = [r for r in by_problem.get(pid, ()) if source_devices[r] != device]
-        if not rows:
-            chosen.append("")
-            continue
-        nearest = rank(device)
-        row = min(rows, key=lambda r: nearest[source_devices[r]])
-        chosen.append(source_devices[row])
-        times = sources.time_ms[row]
-        measured = np.flatnonzero(~np.isnan(times))
-        ranked = measured[np.argsort(times[measured], kind="stable")]
-        scores[i, ranked] = -np.arange(len(ranked), dtype=np.float64)
-    return Lookup(scores=scores, source=tuple(chosen))
+    static = np.broadcast_to(-static_rank, (targets.n_problems, k))
+    orders = MeasuredOrders.from_times(sources.problems["problem_id"].to_list(), sources.problems["device"].to_list(),
+                                       sources.time_ms)
+    scores, borrowed = borrow_scores(static, targets.problems["problem_id"].to_list(),
+                                     targets.problems["device"].to_list(), orders, any_architecture=True,
+                                     distance_of=distance)
+    return Lookup(scores=scores, source=borrowed.source)

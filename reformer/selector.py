@@ -11,7 +11,9 @@ A model trained on several devices reads the device a problem runs on (device
 tokens, :mod:`reformer.device_features`): ``select(..., device=LABEL)``, or a
 ``device`` column for the batch methods.  A device it was not trained on is
 described by the package's descriptor table, or by ``descriptors`` given to
-the selector (``--device-spec FILE``).
+the selector (``--device-spec FILE``).  On such a device, a problem that a
+training device of the same architecture measured is ranked by that device's
+measured order first, then by the model (:mod:`reformer.borrowed`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 from kernelbench.devices import DeviceDescriptor
 from kernelbench.errors import InputError
 from kernelbench.problem import ConvProblem
+from reformer.borrowed import Borrowed, borrow_scores, sources
 from reformer.candidates import CandidateRule, rule_from_info
 from reformer.inference import FastReformer
 from reformer.store import TrainedModel, load_model
@@ -62,6 +65,7 @@ class Selector:
         self.fast = FastReformer.from_trained(trained, descriptors)
         self.rule: CandidateRule = rule_from_info(trained.info, model_dir=model_dir)
         self._masks: dict[tuple[Any, ...], tuple[np.ndarray, bool]] = {}
+        self._sources: dict[str, list[str]] = {}
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike[str], *,
@@ -141,6 +145,54 @@ class Selector:
         """
         return self.fast.logits(self.fast.encode(columns, descriptors=descriptors))
 
+    def ranking_scores(self, columns: Mapping[str, Any], *,
+                       descriptors: Mapping[str, DeviceDescriptor] | None = None) -> tuple[np.ndarray, Borrowed]:
+        """The scores the selector ranks by, float ``[n, n_kernels]`` (higher is better; mask before use), and
+        which problems borrowed a measured order: :meth:`logits`, with the measured kernels of a problem that a
+        training device of the same architecture measured raised above all others, fastest first, on a device
+        the model was not trained on (columns need ``problem_id`` and ``device`` for that; see
+        :mod:`reformer.borrowed`).
+
+        Raises:
+            InputError: as :meth:`logits`.
+        """
+        logits = self.logits(columns, descriptors=descriptors if self.reads_device else None)
+        n = len(logits)
+        if self.trained.measured is None or "device" not in columns or "problem_id" not in columns:
+            return logits, Borrowed(source=("",) * n)
+        return borrow_scores(logits, [str(p) for p in columns["problem_id"]], [str(d) for d in columns["device"]],
+                             self.trained.measured, descriptors={**(descriptors or {}), **self.fast.descriptors})
+
+    def borrowed_order(self, problem: ConvProblem, device: str | None) -> tuple[list[str], str]:
+        """The measured order ``problem`` borrows on ``device`` (kernel names, fastest first) and the device it
+        comes from; ``([], "")`` when it borrows none (see :mod:`reformer.borrowed`)."""
+        measured = self.trained.measured
+        if measured is None or not self._borrows(device):
+            return [], ""
+        for source in self._sources[device]:
+            found = measured.order(source, problem.problem_id)
+            if found is not None:
+                return [self.kernels[j] for j in found], source
+        return [], ""
+
+    def _borrows(self, device: str | None) -> bool:
+        """Whether problems on ``device`` may borrow a measured order (cached per device)."""
+        if self.trained.measured is None or device is None:
+            return False
+        if device not in self._sources:
+            self._sources[device] = sources(self.trained.measured, device, descriptors=self.fast.descriptors)
+        return bool(self._sources[device])
+
+    def _with_borrowed(self, problem: ConvProblem, ranked: list[tuple[str, float]], top: int,
+                       device: str | None) -> list[tuple[str, float]]:
+        """``ranked`` (every kernel the mask allows, by the model) with the borrowed order first, cut to ``top``."""
+        order = self.borrowed_order(problem, device)[0]
+        if not order:
+            return ranked[:top]
+        place = {k: i for i, k in enumerate(order)}
+        first = sorted((entry for entry in ranked if entry[0] in place), key=lambda entry: place[entry[0]])
+        return (first + [entry for entry in ranked if entry[0] not in place])[:top]
+
     def unknown_kernels(self, names: Iterable[str]) -> list[str]:
         """The names that are not in the model's vocabulary."""
         return [k for k in names if k not in self._index]
@@ -161,6 +213,9 @@ class Selector:
         :meth:`candidate_mask`) are ranked (probabilities are the softmax over them); with it, the named kernels.
 
         ``device`` also feeds the device tokens of a model trained on several devices (which then needs it).
+        On a device the model was not trained on, a problem a training device of the same architecture
+        measured lists that device's measured kernels first, fastest first (:mod:`reformer.borrowed`); the
+        probabilities stay the model's.
 
         Raises:
             InputError: the problem is invalid, ``applicable`` names no known kernel, the problem's
@@ -169,10 +224,14 @@ class Selector:
         """
         if top < 1:
             raise InputError(f"--top must be >= 1, got {top}")
-        if applicable is None:
+        borrows = self._borrows(device)
+        if applicable is None or borrows:
             problem = problem if isinstance(problem, ConvProblem) else ConvProblem.from_mapping(problem)
         mask = self.candidate_mask(problem, device=device)[0] if applicable is None else self.mask(applicable)
-        return self.fast.select_one(problem, mask, top=top, device=device)
+        if not borrows or not self.borrowed_order(problem, device)[0]:
+            return self.fast.select_one(problem, mask, top=top, device=device)
+        return self._with_borrowed(problem, self.fast.select_one(problem, mask, top=len(self.kernels), device=device),
+                                   top, device)
 
     def select_many(
         self,
@@ -189,9 +248,10 @@ class Selector:
         if not problems:
             return self.fast.select_many(problems, None, top=top, device=device)
         per_problem = applicable if applicable is not None else [None] * len(problems)
-        masks = []
-        for problem, names in zip(problems, per_problem):
-            if names is None:
-                problem = problem if isinstance(problem, ConvProblem) else ConvProblem.from_mapping(problem)
-            masks.append(self.candidate_mask(problem, device=device)[0] if names is None else self.mask(names))
-        return self.fast.select_many(problems, np.stack(masks), top=top, device=device)
+        parsed = [p if isinstance(p, ConvProblem) else ConvProblem.from_mapping(p) for p in problems]
+        masks = [self.candidate_mask(problem, device=device)[0] if names is None else self.mask(names)
+                 for problem, names in zip(parsed, per_problem)]
+        if not any(self.borrowed_order(p, device)[0] for p in parsed):
+            return self.fast.select_many(parsed, np.stack(masks), top=top, device=device)
+        ranked = self.fast.select_many(parsed, np.stack(masks), top=len(self.kernels), device=device)
+        return [self._with_borrowed(problem, entries, top, device) for problem, entries in zip(parsed, ranked)]

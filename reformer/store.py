@@ -5,7 +5,9 @@ training data: the architecture (:class:`~reformer.model.ModelConfig`), the
 token design and normalisation (:class:`~reformer.features.FeatureEncoder`),
 the kernel vocabulary (order = logit order), the static baseline's kernel
 order, and, for provenance, the fit options, the split and the dataset's
-metadata and SHA-256.  ``format_version`` is checked on load.
+metadata and SHA-256.  ``format_version`` is checked on load.  A model fitted on
+described GPUs also keeps its training devices' measured orders
+(``measured.parquet``, :mod:`reformer.borrowed`).
 
 **A whole directory or nothing.**  :func:`save_model` writes every file
 (weights, config, and the caller's extras such as ``metrics.json``) into a
@@ -45,6 +47,7 @@ from safetensors.torch import load_file, save_file
 
 from kernelbench.errors import InputError
 from kernelbench.schema import atomic_write_bytes
+from reformer.borrowed import MEASURED_FILE, MeasuredOrders
 from reformer.features import FeatureEncoder
 from reformer.model import ModelConfig, Reformer
 
@@ -69,6 +72,8 @@ class TrainedModel:
         kernels: kernel vocabulary, one logit each, in this order.
         static_order: kernel names by training-set wins (the static baseline).
         info: provenance saved beside the weights (fit options, split, dataset metadata).
+        measured: the training devices' measured orders, borrowed for unseen devices of the same
+            architecture (:mod:`reformer.borrowed`); None: the model ranks every device alone.
     """
 
     model: Reformer
@@ -76,6 +81,7 @@ class TrainedModel:
     kernels: tuple[str, ...]
     static_order: tuple[str, ...]
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    measured: MeasuredOrders | None = None
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -148,6 +154,9 @@ def save_model(directory: str | os.PathLike[str], trained: TrainedModel, *,
         }
         (staging / CONFIG_FILE).write_text(_json_text(config))
         names = [WEIGHTS_FILE, CONFIG_FILE]
+        if trained.measured is not None:
+            trained.measured.write(staging / MEASURED_FILE)
+            names.append(MEASURED_FILE)
         for name, write in (extra or {}).items():
             write(staging / name)
             names.append(name)
@@ -283,12 +292,14 @@ def load_model(directory: str | os.PathLike[str]) -> TrainedModel:
         raise InputError(f"{directory}: weights or configuration are inconsistent ({exc}); retrain the model") from None
     model.eval()
     known = {"format", "format_version", "model", "features", "kernels", "static_order"}
+    measured_path = directory / MEASURED_FILE
     return TrainedModel(
         model=model,
         encoder=encoder,
         kernels=tuple(config["kernels"]),
         static_order=tuple(config["static_order"]),
         info={k: v for k, v in config.items() if k not in known},
+        measured=MeasuredOrders.read(measured_path) if measured_path.is_file() else None,
     )
 
 

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from kernelbench.errors import InputError
+from reformer.borrowed import fit_measured_orders
 from reformer.candidates import split_rule
 from reformer.config import FitConfig
 from reformer.data import RuntimeMatrix, lognormal_noise
@@ -353,7 +354,12 @@ def _fit(matrix: RuntimeMatrix, config: FitConfig, *, split: Split | None, top_k
         "dropped_problems": matrix.dropped_problems,
         "n_kernels": len(matrix.kernels),
     }
-    trained = TrainedModel(model=model, encoder=encoder, kernels=matrix.kernels, static_order=order_names, info=info)
+    measured = fit_measured_orders(matrix.problems["problem_id"].to_list(), matrix.problems["device"].to_list(),
+                                   matrix.time_ms, training_devices=train.devices,
+                                   described=dataset_descriptors(matrix.metadata),
+                                   init=None if init is None else init.measured)
+    trained = TrainedModel(model=model, encoder=encoder, kernels=matrix.kernels, static_order=order_names, info=info,
+                           measured=measured)
     selector = Selector(trained)
     evaluations = {name: evaluate(selector, matrix.subset(rows), seed=config.seed, top_ks=top_ks)
                    for name, rows in split.sides().items()}

@@ -303,15 +303,18 @@ def _zero_shot_record(directory: Path, matrix: RuntimeMatrix, splits: TargetSpli
     except InputError:
         return _fit_record(_train_zero_shot(directory, matrix, splits, options))
     saved = json.loads((directory / "metrics.json").read_text())
-    metrics = evaluate(Selector(trained), matrix.subset(splits.target.test), seed=options.seed).model
-    return {"metrics": _metrics_record(metrics), "fit_seconds": saved["fit_seconds"],
+    evaluation = evaluate(Selector(trained), matrix.subset(splits.target.test), seed=options.seed)
+    return {"metrics": _metrics_record(evaluation.model), "borrowed_share": evaluation.borrowed.share,
+            "fit_seconds": saved["fit_seconds"],
             "best_epoch": saved["best_epoch"], "epochs_trained": saved["epochs_trained"],
             "train_problems": len(splits.zero_shot.train), "validation_problems": len(splits.zero_shot.validation),
             "rescored": True}
 
 
 def _fit_record(result: Any) -> dict[str, Any]:
-    return {"metrics": _metrics_record(result.evaluations["test"].model), "fit_seconds": result.fit_seconds,
+    test = result.evaluations["test"]
+    return {"metrics": _metrics_record(test.model), "borrowed_share": test.borrowed.share,
+            "fit_seconds": result.fit_seconds,
             "best_epoch": result.best_epoch, "epochs_trained": len(result.curve),
             "train_problems": len(result.split.train), "validation_problems": len(result.split.validation)}
 

@@ -32,7 +32,8 @@ METHOD_TITLES = {"zero-shot": "zero-shot (trained on the other devices)",
 
 def results_frame(outcome: TransferOutcome) -> pl.DataFrame:
     """One row per finished cell: target, method, fraction (null for zero-shot and lookup), train problems,
-    every metric of :data:`TABLE_METRICS`, fit seconds and the error of a cell that could not be computed."""
+    every metric of :data:`TABLE_METRICS`, fit seconds, the share of test problems that borrowed a measured order
+    (zero-shot; :mod:`reformer.borrowed`) and the error of a cell that could not be computed."""
     rows = []
     for key, cell in outcome.cells:
         record = outcome.records.get(key)
@@ -43,10 +44,11 @@ def results_frame(outcome: TransferOutcome) -> pl.DataFrame:
                      "train_problems": record.get("train_problems"),
                      **{k: _float(metrics.get(k)) for k in TABLE_METRICS},
                      "n_test": metrics.get("n_problems"), "fit_seconds": _float(record.get("fit_seconds")),
-                     "coverage": _float(record.get("coverage")), "error": record.get("error")})
+                     "coverage": _float(record.get("coverage")),
+                     "borrowed_share": _float(record.get("borrowed_share")), "error": record.get("error")})
     schema = {"target": pl.String, "method": pl.String, "fraction": pl.Float64, "train_problems": pl.Int64,
               **{k: pl.Float64 for k in TABLE_METRICS}, "n_test": pl.Int64, "fit_seconds": pl.Float64,
-              "coverage": pl.Float64, "error": pl.String}
+              "coverage": pl.Float64, "borrowed_share": pl.Float64, "error": pl.String}
     return pl.DataFrame(rows, schema=schema)
 
 
@@ -155,6 +157,11 @@ def write_report(report_dir: str | os.PathLike[str], outcome: TransferOutcome) -
         if lookup.height and not math.isnan(lookup["coverage"][0]):
             lines += [(f"Lookup: {100 * lookup['coverage'][0]:.1f} % of the test problems were measured on some "
                        "other device; the rest fall back to the static order."), ""]
+        zero = results.filter((pl.col("target") == target) & (pl.col("method") == "zero-shot"))
+        if zero.height and zero["borrowed_share"][0] > 0:  # NaN (older records) compares False
+            lines += [(f"Zero-shot: {100 * zero['borrowed_share'][0]:.1f} % of the test problems were ranked by the "
+                       "measured order of a training device of the same architecture (docs/transfer.md, "
+                       "\"Borrowed orders\")."), ""]
         lines += [target_table(results, target), ""]
     if plot(report_dir / PLOT_FILE, results, targets):
         paths.append(report_dir / PLOT_FILE)

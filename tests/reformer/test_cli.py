@@ -47,7 +47,8 @@ def test_evaluate_json_has_exactly_the_keys(fitted):
     result = run("evaluate", root / "model", root / "d.parquet", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout.strip().splitlines()[-1])
-    assert list(data) == KEYS and data["n_problems"] == 300 and data["skipped_problems"] == 0
+    assert list(data) == [*KEYS, "borrowed_share"] and data["n_problems"] == 300 and data["skipped_problems"] == 0
+    assert data["borrowed_share"] == 0.0  # a synthetic (undescribed) device keeps no orders
 
 
 def test_evaluate_reports_unknown_kernels(fitted, tmp_path):
