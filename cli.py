@@ -670,7 +670,9 @@ def reformer_evaluate(model_dir: str, dataset: str, as_json: bool, seed: int, to
 
     A model trained on several devices reads each problem's device; one it was not trained on is described by
     the dataset's metadata, kernelbench's descriptor table or --device-spec (the dataset's device, or the one
-    of its devices nothing else describes).
+    of its devices nothing else describes). On such a device, problems that a training device of the same
+    architecture measured are ranked by that device's measured order first (docs/transfer.md, "Borrowed
+    orders"); a note says how many.
     """
     import json
 
@@ -743,7 +745,9 @@ def reformer_select(model_dir: str, problem: str, applicable: str | None, top: i
 
     Without --applicable the list is every candidate the model's rule offers for the problem (see
     docs/reformer.md): the order in which a library would try kernels, skipping those its own applicability
-    check rejects.  --device-spec describes the device --device names (default label: the spec's id).
+    check rejects.  --device-spec describes the device --device names (default label: the spec's id).  On a
+    device the model was not trained on, the kernels a training device of the same architecture measured for
+    this problem come first, in their measured order (docs/transfer.md, "Borrowed orders").
     """
     import json
 
@@ -792,9 +796,12 @@ def _with_device_spec(selector, model_dir: str, device_spec: str, matrix):
 
     spec = load_device_spec(device_spec)
     if not selector.reads_device:
-        click.echo("note: the model does not read the device (trained on one device); --device-spec changes nothing",
-                   err=True)
-        return selector
+        if selector.trained.measured is None:
+            click.echo("note: the model does not read the device (trained on one device); --device-spec changes "
+                       "nothing", err=True)
+            return selector
+        click.echo("note: the model does not read the device (trained on one device); --device-spec only gives the "
+                   "device's architecture, for borrowed orders", err=True)
     given = dataset_descriptors(matrix.metadata)
 
     def described(label: str) -> bool:

@@ -198,3 +198,26 @@ def test_the_benchmark_scores_a_held_out_sibling_three_ways(tmp_path):
     assert same["borrowed_share"] == 1.0  # every POLARIS problem is a FIJI problem
     assert same["top1"] == 1.0 and same["oracle_ratio"] == pytest.approx(1.0) and same["sum_ratio"] == pytest.approx(1.0)
     assert row["any architecture"]["borrowed_share"] == 1.0
+
+
+def test_device_spec_places_a_new_sibling_for_a_one_device_model(tmp_path):
+    from kernelbench.devices import descriptor
+    from reformer.train import fit
+
+    fiji = multi_device_frame(80, seed=5).filter(pl.col("device") == FIJI)
+    schema.write_dataset(fiji, tmp_path / "fiji.parquet", {"source": "test"})
+    mine = "miopen:gfx803:99"  # in no table
+    schema.write_dataset(fiji.with_columns(pl.lit(mine).alias("device")), tmp_path / "mine.parquet", {"source": "test"})
+    save_fit(tmp_path / "model", fit(load_matrix(tmp_path / "fiji.parquet"), QUICK))
+    assert not Selector.load(tmp_path / "model").reads_device
+    spec = tmp_path / "mine.toml"
+    fields = {k: v for k, v in descriptor(POLARIS).as_dict().items() if v is not None and k not in ("id", "device_names")}
+    spec.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in fields.items()) + "\n")
+    refused = CliRunner().invoke(reformer, ["evaluate", str(tmp_path / "model"), str(tmp_path / "mine.parquet")])
+    assert refused.exit_code == 2 and f"no descriptor for device {mine}" in refused.stderr
+    out = CliRunner().invoke(reformer, ["evaluate", str(tmp_path / "model"), str(tmp_path / "mine.parquet"), "--json",
+                                       "--device-spec", str(spec)])
+    assert out.exit_code == 0, out.output
+    assert "only gives the device's architecture, for borrowed orders" in out.stderr
+    body = json.loads(out.stdout)
+    assert body["borrowed_share"] == 1.0 and body["top1"] == 1.0
