@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -40,9 +39,10 @@ class MeasuredOrders:
     """Per training device, every measured problem's kernels fastest first (indices into the model's vocabulary).
 
     Attributes:
-        problem_ids: device label -> sorted ``problem_id`` strings (numpy ``<U`` array).
+        problem_ids: device label -> sorted ``problem_id`` values, ASCII bytes (numpy ``S`` array: a quarter of
+            the memory of ``<U``).
         offsets: device label -> int64 ``[n + 1]``: problem ``i``'s kernels are ``kernels[offsets[i]:offsets[i+1]]``.
-        kernels: device label -> int64 kernel indices, each problem's fastest first.
+        kernels: device label -> uint16 kernel indices, each problem's fastest first.
     """
 
     problem_ids: Mapping[str, np.ndarray]
@@ -55,45 +55,65 @@ class MeasuredOrders:
         return tuple(sorted(self.problem_ids))
 
     @classmethod
+    def _from_rows(cls, devices: np.ndarray, problem_ids: np.ndarray, counts: np.ndarray,
+                   flat: np.ndarray) -> MeasuredOrders:
+        """From rows sorted by (device, problem_id): row ``i`` has ``counts[i]`` kernels in ``flat``, in order."""
+        ends = np.cumsum(counts)
+        starts = ends - counts
+        cuts = np.flatnonzero(devices[1:] != devices[:-1]) + 1
+        out: tuple[dict[str, np.ndarray], ...] = ({}, {}, {})
+        for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(devices)]])):
+            if hi == lo:
+                continue
+            device = str(devices[lo])
+            out[0][device] = problem_ids[lo:hi]
+            out[1][device] = np.concatenate([[0], ends[lo:hi] - starts[lo]]).astype(np.int64)
+            out[2][device] = flat[starts[lo]:ends[hi - 1]]
+        return cls(problem_ids=out[0], offsets=out[1], kernels=out[2])
+
+    @classmethod
     def from_table(cls, frame: pl.DataFrame) -> MeasuredOrders:
         """From a long table with columns ``device``, ``problem_id`` and ``ranked`` (list of kernel indices)."""
-        problem_ids: dict[str, np.ndarray] = {}
-        offsets: dict[str, np.ndarray] = {}
-        kernels: dict[str, np.ndarray] = {}
-        for (device,), part in frame.sort(["device", "problem_id"]).group_by(["device"], maintain_order=True):
-            lengths = part["ranked"].list.len().to_numpy().astype(np.int64)
-            problem_ids[str(device)] = part["problem_id"].to_numpy().astype(str)
-            offsets[str(device)] = np.concatenate([[0], np.cumsum(lengths)])
-            kernels[str(device)] = part["ranked"].explode().to_numpy().astype(np.int64)
-        return cls(problem_ids=problem_ids, offsets=offsets, kernels=kernels)
+        frame = frame.sort(["device", "problem_id"])
+        return cls._from_rows(frame["device"].to_numpy().astype(str), frame["problem_id"].to_numpy().astype("S"),
+                              frame["ranked"].list.len().to_numpy().astype(np.int64),
+                              frame["ranked"].explode().drop_nulls().to_numpy().astype(np.uint16))
 
     @classmethod
     def from_times(cls, problem_ids: Sequence[str], devices: Sequence[str], time_ms: np.ndarray) -> MeasuredOrders:
         """From a runtime matrix: ``time_ms`` float ``[n, n_kernels]`` (NaN: not measured), its columns the model's
-        vocabulary, one row per (``problem_ids[i]``, ``devices[i]``)."""
-        measured = ~np.isnan(time_ms)
-        # Fastest first; unmeasured kernels sort last and are cut off by the per-row count.
-        order = np.argsort(np.where(measured, time_ms, np.inf), axis=1, kind="stable")
+        vocabulary (at most 65,536 kernels), one row per (``problem_ids[i]``, ``devices[i]``)."""
+        if time_ms.shape[1] > np.iinfo(np.uint16).max + 1:
+            raise ValueError("more kernels than uint16 indices can name")
+        ids, labels = np.asarray(problem_ids).astype("S"), np.asarray(devices).astype(str)
+        rows = np.lexsort((ids, labels))
+        rows = rows[~np.isnan(time_ms[rows]).all(axis=1)]
+        times = time_ms[rows]
+        measured = ~np.isnan(times)
+        # Fastest first; unmeasured kernels sort last, and the mask keeps each row's first count entries.
+        order = np.argsort(np.where(measured, times, np.inf), axis=1, kind="stable")
         counts = measured.sum(axis=1)
-        ranked = [order[i, :counts[i]].tolist() for i in range(len(counts))]
-        frame = pl.DataFrame({"device": list(devices), "problem_id": list(problem_ids),
-                              "ranked": pl.Series(ranked, dtype=pl.List(pl.UInt16))})
-        return cls.from_table(frame.filter(pl.col("ranked").list.len() > 0))
+        flat = order[np.arange(times.shape[1]) < counts[:, None]].astype(np.uint16)
+        return cls._from_rows(labels[rows], ids[rows], counts.astype(np.int64), flat)
 
     def to_frame(self) -> pl.DataFrame:
         """The long table :meth:`from_table` reads."""
+        import pyarrow as pa
+
         parts = []
         for device in self.devices:
-            offsets, flat = self.offsets[device], self.kernels[device]
-            ranked = [flat[offsets[i]:offsets[i + 1]].tolist() for i in range(len(offsets) - 1)]
-            parts.append(pl.DataFrame({"device": [device] * len(ranked), "problem_id": self.problem_ids[device],
-                                       "ranked": pl.Series(ranked, dtype=pl.List(pl.UInt16))}))
+            ranked = pa.ListArray.from_arrays(pa.array(self.offsets[device].astype(np.int32)),
+                                              pa.array(self.kernels[device], type=pa.uint16()))
+            parts.append(pl.DataFrame({"device": [device] * (len(self.offsets[device]) - 1),
+                                       "problem_id": self.problem_ids[device].astype(str)})
+                         .with_columns(pl.from_arrow(ranked).alias("ranked")))
         empty = pl.DataFrame(schema={"device": pl.String, "problem_id": pl.String, "ranked": pl.List(pl.UInt16)})
         return pl.concat(parts) if parts else empty
 
     def write(self, path: Path) -> None:
         """Write the orders to ``path`` (Parquet; a model directory writes it atomically as a whole)."""
-        # Sorted by problem: the ids repeat across devices and compress to about a third.
+        # Sorted by problem: the ids repeat across devices and compress well; level 19 takes seconds on six
+        # find-dbs and saves a third against the default level (the files are committed with study models).
         self.to_frame().sort(["problem_id", "device"]).write_parquet(path, compression="zstd", compression_level=19)
 
     @classmethod
@@ -114,8 +134,9 @@ class MeasuredOrders:
         ids = self.problem_ids.get(device)
         if ids is None:
             return None
-        i = int(np.searchsorted(ids, problem_id))
-        if i == len(ids) or ids[i] != problem_id:
+        key = problem_id.encode("ascii", "replace")
+        i = int(np.searchsorted(ids, key))
+        if i == len(ids) or ids[i] != key:
             return None
         offsets = self.offsets[device]
         return self.kernels[device][offsets[i]:offsets[i + 1]]

@@ -50,7 +50,7 @@ def test_orders_are_fastest_first_and_round_trip(tmp_path):
     back = MeasuredOrders.read(tmp_path / MEASURED_FILE)
     assert back.devices == orders.devices
     for device in orders.devices:
-        for pid in orders.problem_ids[device]:
+        for pid in orders.problem_ids[device].astype(str):
             assert back.order(device, pid).tolist() == orders.order(device, pid).tolist()
 
 
