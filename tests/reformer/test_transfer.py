@@ -137,6 +137,7 @@ def test_tiny_study_runs_resumes_and_reports(tmp_path):
     assert records[("lightgbm", 0.5)]["train_problems"] == 36 and records[("scratch", 1.0)]["train_problems"] == 72
     assert records[("zero-shot", None)]["train_problems"] == 162  # 90 % of the two source devices' 180 rows
     assert records[("lookup", None)]["coverage"] == 1.0  # every problem was measured on the sources
+    assert records[("zero-shot", None)]["borrowed_share"] == 0.0  # no source is a gfx90a
     n_test = {r["metrics"]["n_problems"] for r in records.values()}
     assert n_test == {9}  # every cell scores the same target test split
     for record in records.values():
@@ -147,6 +148,7 @@ def test_tiny_study_runs_resumes_and_reports(tmp_path):
     paths = write_report(out, outcome)
     text = (out / "report.md").read_text()
     assert "## miopen:gfx90a:110" in text and "in-device (scratch)" in text and "open: top-1" in text
+    assert "measured order of a training device of the same architecture" not in text
     assert {p.name for p in paths} == {"results.parquet", "report.md", "transfer.png"}
     assert pl.read_parquet(out / "results.parquet").height == len(methods)
     # A second run reads everything back and computes nothing.
@@ -220,3 +222,17 @@ def test_bad_transfer_input_is_one_line(tmp_path):
         assert result.exit_code == 2, result.output
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and all(w in lines[0] for w in words), result.output
+
+
+def test_a_zero_shot_target_with_a_sibling_source_borrows_and_says_so(tmp_path):
+    sibling = "miopen:gfx803:36"  # the same architecture as DESCRIBED_DEVICES[2]
+    write_multi_device(tmp_path / "all.parquet", 60, devices=(DESCRIBED_DEVICES[0], DESCRIBED_DEVICES[2], sibling))
+    out = tmp_path / "report"
+    outcome = run_transfer(tmp_path / "all.parquet", out, _options(targets=(sibling,), fractions=(0.5,)),
+                           progress=False, say=lambda _: None)
+    zero = next(outcome.records[k] for k, c in outcome.cells if c.method == "zero-shot")
+    assert zero["borrowed_share"] == 1.0  # every test problem was measured on the gfx803 source
+    write_report(out, outcome)
+    assert ("Zero-shot: 100.0 % of the test problems were ranked by the measured order of a training device of "
+            "the same architecture") in (out / "report.md").read_text()
+    assert pl.read_parquet(out / "results.parquet").filter(pl.col("method") == "zero-shot")["borrowed_share"][0] == 1.0
