@@ -626,6 +626,11 @@ def reformer_fit(ctx: click.Context, dataset: str, model_dir: str, derived: str,
     click.echo(f"fit: {result.fit_seconds:.1f} s, {len(result.curve)} epochs, best epoch {result.best_epoch}; "
                f"select latency p50 {result.latency_us['p50']:.0f} µs")
     test = result.evaluations["test"]
+    if test.borrowed.share:
+        test_side = matrix.subset(result.split.test)
+        unseen = tuple(d for d in test_side.devices if d not in result.trained.info["devices"])
+        for line in borrowed_lines(test, test_side, unseen):
+            click.echo(line)
     click.echo(f"test split ({test.model.n_problems} problems), closed protocol (choosing among the measured kernels):")
     click.echo(metrics_table({"reformer": test.model, **test.baselines}))
     if (line := speedup_line(test.model, test.baselines)) is not None:
@@ -634,7 +639,10 @@ def reformer_fit(ctx: click.Context, dataset: str, model_dir: str, derived: str,
     click.echo(open_table({"reformer": test.model, **test.baselines}, top_ks=top_ks))
     train = result.evaluations["train"].model
     click.echo(f"train top-1 {train.top1:.4f}, oracle ratio {train.oracle_ratio:.4f}")
-    click.echo(f"saved to {model_dir}")
+    measured = result.trained.measured
+    click.echo(f"saved to {model_dir}" + ("" if measured is None else
+               f" (with the measured orders of {len(measured.devices)} device(s), for unseen devices of their "
+               "architectures)"))
 
 
 def _init_model(ctx: click.Context, init_dir: str, config: FitConfig):

@@ -221,3 +221,17 @@ def test_device_spec_places_a_new_sibling_for_a_one_device_model(tmp_path):
     assert "only gives the device's architecture, for borrowed orders" in out.stderr
     body = json.loads(out.stdout)
     assert body["borrowed_share"] == 1.0 and body["top1"] == 1.0
+
+
+def test_fit_with_a_held_out_sibling_says_what_borrowed(tmp_path):
+    frame = multi_device_frame(60, seed=6)
+    polaris = frame.filter(pl.col("device") == FIJI).with_columns(pl.lit(POLARIS).alias("device"))
+    schema.write_dataset(pl.concat([frame, polaris]), tmp_path / "four.parquet", {"source": "test"})
+    out = CliRunner().invoke(reformer, ["fit", str(tmp_path / "four.parquet"), "-o", str(tmp_path / "m"),
+                                        "--split-by", f"device={POLARIS}", "--epochs", "2", "--dim", "16",
+                                        "--blocks", "1", "--min-steps", "0", "--threads", "1", "--quiet"])
+    assert out.exit_code == 0, out.output
+    assert (f"{POLARIS}: 60 of 60 problems ranked by the measured order of a training device of the same "
+            f"architecture (60 from {FIJI})") in out.output
+    assert "(with the measured orders of 3 device(s), for unseen devices of their architectures)" in out.output
+    assert (tmp_path / "m" / MEASURED_FILE).is_file()
