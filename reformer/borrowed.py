@@ -219,18 +219,26 @@ def borrow_scores(scores: np.ndarray, problem_ids: Sequence[str], devices: Seque
         if device not in by_device:
             by_device[device] = sources(orders, str(device), descriptors=descriptors,
                                         any_architecture=any_architecture, distance_of=distance_of)
-        for source in by_device[device]:
-            ranked = orders.order(source, str(pid))
-            if ranked is None:
-                continue
-            row = out[i]
-            finite = row[np.isfinite(row)]
-            top = float(finite.max()) if len(finite) else 0.0
-            # Above the row's best by one step per place, so any mask keeps the measured order.
-            row[ranked] = top + np.arange(len(ranked), 0, -1, dtype=row.dtype)
-            chosen[i] = source
-            break
+        ranked, chosen[i] = first_order(orders, by_device[device], str(pid))
+        if ranked is None:
+            continue
+        row = out[i]
+        finite = row[np.isfinite(row)]
+        top = float(finite.max()) if len(finite) else 0.0
+        # Above the row's best by one step per place, so any mask keeps the measured order.
+        row[ranked] = top + np.arange(len(ranked), 0, -1, dtype=row.dtype)
     return out, Borrowed(source=tuple(chosen))
+
+
+def first_order(orders: MeasuredOrders, ordered_sources: Sequence[str],
+                problem_id: str) -> tuple[np.ndarray | None, str]:
+    """The measured order of ``problem_id`` on the first of ``ordered_sources`` (nearest first, see
+    :func:`sources`) that measured it, and that device; ``(None, "")`` when none did."""
+    for source in ordered_sources:
+        ranked = orders.order(source, problem_id)
+        if ranked is not None:
+            return ranked, source
+    return None, ""
 
 
 def describe(borrowed: Borrowed, device: str) -> str:

@@ -27,7 +27,7 @@ import numpy as np
 from kernelbench.devices import DeviceDescriptor
 from kernelbench.errors import InputError
 from kernelbench.problem import ConvProblem
-from reformer.borrowed import Borrowed, borrow_scores, sources
+from reformer.borrowed import Borrowed, borrow_scores, first_order, sources
 from reformer.candidates import CandidateRule, rule_from_info
 from reformer.inference import FastReformer
 from reformer.store import TrainedModel, load_model
@@ -166,14 +166,10 @@ class Selector:
     def borrowed_order(self, problem: ConvProblem, device: str | None) -> tuple[list[str], str]:
         """The measured order ``problem`` borrows on ``device`` (kernel names, fastest first) and the device it
         comes from; ``([], "")`` when it borrows none (see :mod:`reformer.borrowed`)."""
-        measured = self.trained.measured
-        if measured is None or not self._borrows(device):
+        if self.trained.measured is None or not self._borrows(device):
             return [], ""
-        for source in self._sources[device]:
-            found = measured.order(source, problem.problem_id)
-            if found is not None:
-                return [self.kernels[j] for j in found], source
-        return [], ""
+        found, source = first_order(self.trained.measured, self._sources[device], problem.problem_id)
+        return ([], "") if found is None else ([self.kernels[j] for j in found], source)
 
     def _borrows(self, device: str | None) -> bool:
         """Whether problems on ``device`` may borrow a measured order (cached per device)."""
@@ -183,12 +179,10 @@ class Selector:
             self._sources[device] = sources(self.trained.measured, device, descriptors=self.fast.descriptors)
         return bool(self._sources[device])
 
-    def _with_borrowed(self, problem: ConvProblem, ranked: list[tuple[str, float]], top: int,
-                       device: str | None) -> list[tuple[str, float]]:
-        """``ranked`` (every kernel the mask allows, by the model) with the borrowed order first, cut to ``top``."""
-        order = self.borrowed_order(problem, device)[0]
-        if not order:
-            return ranked[:top]
+    @staticmethod
+    def _with_borrowed(ranked: list[tuple[str, float]], order: list[str], top: int) -> list[tuple[str, float]]:
+        """``ranked`` (every kernel the mask allows, by the model) with ``order``'s kernels first, in that order, cut
+        to ``top``."""
         place = {k: i for i, k in enumerate(order)}
         first = sorted((entry for entry in ranked if entry[0] in place), key=lambda entry: place[entry[0]])
         return (first + [entry for entry in ranked if entry[0] not in place])[:top]
@@ -228,10 +222,11 @@ class Selector:
         if applicable is None or borrows:
             problem = problem if isinstance(problem, ConvProblem) else ConvProblem.from_mapping(problem)
         mask = self.candidate_mask(problem, device=device)[0] if applicable is None else self.mask(applicable)
-        if not borrows or not self.borrowed_order(problem, device)[0]:
+        order = self.borrowed_order(problem, device)[0] if borrows else []
+        if not order:
             return self.fast.select_one(problem, mask, top=top, device=device)
-        return self._with_borrowed(problem, self.fast.select_one(problem, mask, top=len(self.kernels), device=device),
-                                   top, device)
+        return self._with_borrowed(self.fast.select_one(problem, mask, top=len(self.kernels), device=device),
+                                   order, top)
 
     def select_many(
         self,
@@ -251,7 +246,8 @@ class Selector:
         parsed = [p if isinstance(p, ConvProblem) else ConvProblem.from_mapping(p) for p in problems]
         masks = [self.candidate_mask(problem, device=device)[0] if names is None else self.mask(names)
                  for problem, names in zip(parsed, per_problem)]
-        if not any(self.borrowed_order(p, device)[0] for p in parsed):
+        orders = [self.borrowed_order(p, device)[0] for p in parsed]
+        if not any(orders):
             return self.fast.select_many(parsed, np.stack(masks), top=top, device=device)
         ranked = self.fast.select_many(parsed, np.stack(masks), top=len(self.kernels), device=device)
-        return [self._with_borrowed(problem, entries, top, device) for problem, entries in zip(parsed, ranked)]
+        return [self._with_borrowed(entries, order, top) for entries, order in zip(ranked, orders)]

@@ -196,7 +196,8 @@ def test_the_benchmark_scores_a_held_out_sibling_three_ways(tmp_path):
     assert row["model"]["borrowed_share"] == 0.0
     same = row["same architecture"]
     assert same["borrowed_share"] == 1.0  # every POLARIS problem is a FIJI problem
-    assert same["top1"] == 1.0 and same["oracle_ratio"] == pytest.approx(1.0) and same["sum_ratio"] == pytest.approx(1.0)
+    assert same["top1"] == 1.0
+    assert same["oracle_ratio"] == pytest.approx(1.0) and same["sum_ratio"] == pytest.approx(1.0)
     assert row["any architecture"]["borrowed_share"] == 1.0
 
 
@@ -211,7 +212,8 @@ def test_device_spec_places_a_new_sibling_for_a_one_device_model(tmp_path):
     save_fit(tmp_path / "model", fit(load_matrix(tmp_path / "fiji.parquet"), QUICK))
     assert not Selector.load(tmp_path / "model").reads_device
     spec = tmp_path / "mine.toml"
-    fields = {k: v for k, v in descriptor(POLARIS).as_dict().items() if v is not None and k not in ("id", "device_names")}
+    fields = {k: v for k, v in descriptor(POLARIS).as_dict().items()
+              if v is not None and k not in ("id", "device_names")}
     spec.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in fields.items()) + "\n")
     refused = CliRunner().invoke(reformer, ["evaluate", str(tmp_path / "model"), str(tmp_path / "mine.parquet")])
     assert refused.exit_code == 2 and f"no descriptor for device {mine}" in refused.stderr
