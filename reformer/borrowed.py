@@ -246,9 +246,9 @@ def describe(borrowed: Borrowed, device: str) -> str:
     counts = borrowed.counts()
     if not counts:
         return f"{device}: no problem borrowed a measured order (no training device of its architecture measured them)"
-    parts = ", ".join(f"{n} from {source}" for source, n in counts.items())
-    return (f"{device}: {sum(counts.values())} of {len(borrowed.source)} problems ranked by the measured order of a "
-            f"training device of the same architecture ({parts})")
+    parts = ", ".join(f"{n:,} from {source}" for source, n in counts.items())
+    return (f"{device}: {sum(counts.values()):,} of {len(borrowed.source):,} problems ranked by the measured order "
+            f"of a training device of the same architecture ({parts})")
 
 
 def fit_measured_orders(problem_ids: Sequence[str], devices: Sequence[str], time_ms: np.ndarray, *,
