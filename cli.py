@@ -602,6 +602,8 @@ def reformer_fit(ctx: click.Context, dataset: str, model_dir: str, derived: str,
         from reformer.finetune import check_token_design
 
         check_token_design(init, matrix.columns())
+        for line in _gives_up_borrowing(init, matrix.devices, init_dir, dataset):
+            click.echo(line, err=True)
     on = f" ((problem, device) pairs on {len(matrix.devices)} devices)" if len(matrix.devices) > 1 else ""
     click.echo(f"{dataset}: {matrix.n_problems} problems{on}, {len(matrix.kernels)} kernels"
                f" ({matrix.dropped_problems} problems without an ok row dropped)")
@@ -643,6 +645,19 @@ def reformer_fit(ctx: click.Context, dataset: str, model_dir: str, derived: str,
     click.echo(f"saved to {model_dir}" + ("" if measured is None else
                f" (with the measured orders of {len(measured.devices)} device(s), for unseen devices of their "
                "architectures)"))
+
+
+def _gives_up_borrowing(init, devices, init_dir: str, dataset: str) -> list[str]:
+    """Notes for devices that the starting model would rank by a same-architecture sibling's measured order, and
+    that fine-tuning makes training devices (which never borrow; docs/transfer.md, "Borrowed orders")."""
+    from reformer.borrowed import sources
+
+    if init.measured is None:
+        return []
+    return [f"note: the starting model ranks {device}'s problems that {found[0]} (same architecture) measured by "
+            f"that device's order; fine-tuned on {device}, the model no longer does (docs/transfer.md, \"Borrowed "
+            f"orders\"): compare with `reformer evaluate {init_dir} {dataset}` first"
+            for device in devices if (found := sources(init.measured, device))]
 
 
 def _init_model(ctx: click.Context, init_dir: str, config: FitConfig):

@@ -237,3 +237,21 @@ def test_fit_with_a_held_out_sibling_says_what_borrowed(tmp_path):
             f"architecture (60 from {FIJI})") in out.output
     assert "(with the measured orders of 3 device(s), for unseen devices of their architectures)" in out.output
     assert (tmp_path / "m" / MEASURED_FILE).is_file()
+
+
+def test_fine_tuning_on_a_sibling_says_it_gives_borrowing_up(sibling, tmp_path):
+    root, _ = sibling
+    args = ["fit", str(root / "polaris.parquet"), "-o", str(tmp_path / "tuned"), "--init", str(root / "model"),
+            "--epochs", "1", "--min-steps", "0", "--threads", "1", "--quiet"]
+    out = CliRunner().invoke(reformer, args)
+    assert out.exit_code == 0, out.output
+    assert (f"note: the starting model ranks {POLARIS}'s problems that {FIJI} (same architecture) measured by that "
+            f"device's order; fine-tuned on {POLARIS}, the model no longer does") in out.stderr
+    assert f"reformer evaluate {root / 'model'} {root / 'polaris.parquet'}" in out.stderr
+    tuned = load_model(tmp_path / "tuned")
+    assert set(tuned.measured.devices) == {MI100, MI250X, FIJI, POLARIS}  # the starting model's, and the target's
+    mi100 = CliRunner().invoke(reformer, ["fit", str(root / "three.parquet"), "-o", str(tmp_path / "again"), "--init",
+                                          str(root / "model"), "--epochs", "1", "--min-steps", "0", "--threads", "1",
+                                          "--quiet"])
+    assert mi100.exit_code == 0, mi100.output
+    assert "no longer does" not in mi100.stderr  # its own training devices: nothing to give up
