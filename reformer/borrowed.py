@@ -21,6 +21,7 @@ far better one.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -34,25 +35,57 @@ from kernelbench.errors import InputError
 MEASURED_FILE = "measured.parquet"
 
 
+class _Tables:
+    """The arrays of :class:`MeasuredOrders`: given, or read from a file on first use (once, under a lock)."""
+
+    def __init__(self, arrays: tuple[dict[str, np.ndarray], ...] | None = None, path: Path | None = None) -> None:
+        self._arrays, self._path, self._lock = arrays, path, threading.Lock()
+
+    def get(self) -> tuple[dict[str, np.ndarray], ...]:
+        if self._arrays is None:
+            with self._lock:
+                if self._arrays is None:
+                    assert self._path is not None
+                    self._arrays = MeasuredOrders.read(self._path).tables.get()
+        return self._arrays
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class MeasuredOrders:
     """Per training device, every measured problem's kernels fastest first (indices into the model's vocabulary).
 
     Attributes:
+        devices: the device labels whose orders are kept, sorted.
+        tables: the arrays below; a model directory's are read on first use (:meth:`open`), so a selector that
+            never borrows never reads them.
+
+    Properties (the arrays):
         problem_ids: device label -> sorted ``problem_id`` values, ASCII bytes (numpy ``S`` array: a quarter of
             the memory of ``<U``).
         offsets: device label -> int64 ``[n + 1]``: problem ``i``'s kernels are ``kernels[offsets[i]:offsets[i+1]]``.
         kernels: device label -> uint16 kernel indices, each problem's fastest first.
     """
 
-    problem_ids: Mapping[str, np.ndarray]
-    offsets: Mapping[str, np.ndarray]
-    kernels: Mapping[str, np.ndarray]
+    devices: tuple[str, ...]
+    tables: _Tables = dataclasses.field(repr=False)
 
     @property
-    def devices(self) -> tuple[str, ...]:
-        """The device labels whose orders are kept."""
-        return tuple(sorted(self.problem_ids))
+    def problem_ids(self) -> Mapping[str, np.ndarray]:
+        return self.tables.get()[0]
+
+    @property
+    def offsets(self) -> Mapping[str, np.ndarray]:
+        return self.tables.get()[1]
+
+    @property
+    def kernels(self) -> Mapping[str, np.ndarray]:
+        return self.tables.get()[2]
+
+    @classmethod
+    def open(cls, path: Path, devices: Sequence[str]) -> MeasuredOrders:
+        """The orders :meth:`write` wrote to ``path``, of ``devices`` (as :attr:`devices` recorded them), read on
+        first use (a damaged file raises InputError then, see :meth:`read`)."""
+        return cls(devices=tuple(sorted(devices)), tables=_Tables(path=path))
 
     @classmethod
     def _from_rows(cls, devices: np.ndarray, problem_ids: np.ndarray, counts: np.ndarray,
@@ -69,7 +102,7 @@ class MeasuredOrders:
             out[0][device] = problem_ids[lo:hi]
             out[1][device] = np.concatenate([[0], ends[lo:hi] - starts[lo]]).astype(np.int64)
             out[2][device] = flat[starts[lo]:ends[hi - 1]]
-        return cls(problem_ids=out[0], offsets=out[1], kernels=out[2])
+        return cls(devices=tuple(sorted(out[0])), tables=_Tables(arrays=out))
 
     @classmethod
     def from_table(cls, frame: pl.DataFrame) -> MeasuredOrders:
@@ -131,9 +164,9 @@ class MeasuredOrders:
 
     def order(self, device: str, problem_id: str) -> np.ndarray | None:
         """The measured order of ``problem_id`` on ``device`` (kernel indices, fastest first), or None."""
-        ids = self.problem_ids.get(device)
-        if ids is None:
+        if device not in self.devices:
             return None
+        ids = self.problem_ids[device]
         key = problem_id.encode("ascii", "replace")
         i = int(np.searchsorted(ids, key))
         if i == len(ids) or ids[i] != key:
@@ -169,7 +202,7 @@ def sources(orders: MeasuredOrders, device: str, *, descriptors: Mapping[str, De
         others = [d for d in orders.devices if d != device]
     else:
         arch = _arch(device, known)
-        if device in orders.problem_ids or arch is None:
+        if device in orders.devices or arch is None:
             return []
         others = [d for d in orders.devices if _arch(d, known) == arch]
     return nearest_first(device, others, descriptors=known, distance_of=distance_of) if others else []

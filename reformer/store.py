@@ -150,6 +150,7 @@ def save_model(directory: str | os.PathLike[str], trained: TrainedModel, *,
             "features": trained.encoder.to_json(),
             "kernels": list(trained.kernels),
             "static_order": list(trained.static_order),
+            **({} if trained.measured is None else {"measured_devices": list(trained.measured.devices)}),
             **trained.info,
         }
         (staging / CONFIG_FILE).write_text(_json_text(config))
@@ -291,15 +292,21 @@ def load_model(directory: str | os.PathLike[str]) -> TrainedModel:
     except (KeyError, TypeError, RuntimeError, SafetensorError) as exc:
         raise InputError(f"{directory}: weights or configuration are inconsistent ({exc}); retrain the model") from None
     model.eval()
-    known = {"format", "format_version", "model", "features", "kernels", "static_order"}
+    known = {"format", "format_version", "model", "features", "kernels", "static_order", "measured_devices"}
     measured_path = directory / MEASURED_FILE
+    # Read on first use (a selector that never borrows never reads them); the manifest has checked the file.
+    measured = None
+    if measured_path.is_file():
+        devices = config.get("measured_devices")
+        measured = (MeasuredOrders.read(measured_path) if devices is None
+                    else MeasuredOrders.open(measured_path, devices))
     return TrainedModel(
         model=model,
         encoder=encoder,
         kernels=tuple(config["kernels"]),
         static_order=tuple(config["static_order"]),
         info={k: v for k, v in config.items() if k not in known},
-        measured=MeasuredOrders.read(measured_path) if measured_path.is_file() else None,
+        measured=measured,
     )
 
 

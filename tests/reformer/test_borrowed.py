@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from cli import reformer
 from kernelbench import schema
-from kernelbench.problem import DERIVED_FIELDS
+from kernelbench.problem import DERIVED_FIELDS, ConvProblem
 from reformer.borrowed import MEASURED_FILE, MeasuredOrders, borrow_scores, fit_measured_orders, sources
 from reformer.data import load_matrix
 from reformer.evaluate import evaluate
@@ -255,3 +255,19 @@ def test_fine_tuning_on_a_sibling_says_it_gives_borrowing_up(sibling, tmp_path):
                                           "--quiet"])
     assert mi100.exit_code == 0, mi100.output
     assert "no longer does" not in mi100.stderr  # its own training devices: nothing to give up
+
+
+def test_a_loaded_model_reads_its_orders_only_when_a_problem_borrows(sibling):
+    root, shared = sibling
+    trained = load_model(root / "model")
+    assert trained.measured.devices == tuple(sorted((MI100, MI250X, FIJI)))
+    assert trained.measured.tables._arrays is None  # devices come from config.json
+    selector = Selector(trained)
+    three = load_matrix(root / "three.parquet")
+    selector.select(three.problem_row(0), device=FIJI)  # a training device: nothing to borrow
+    evaluate(selector, load_matrix(root / "vega20.parquet"))  # another architecture: nothing either
+    assert trained.measured.tables._arrays is None
+    polaris = load_matrix(root / "polaris.parquet")
+    i = int(np.flatnonzero(polaris.problems["problem_id"].to_numpy() == shared[0])[0])
+    assert selector.borrowed_order(ConvProblem.from_mapping(polaris.problem_row(i)), POLARIS)[1] == FIJI
+    assert trained.measured.tables._arrays is not None
