@@ -21,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -49,25 +50,29 @@ def score(dataset_matrix, model_dir: str) -> dict[str, object]:
     options = TransferOptions(seed=split["seed"], split_fractions=tuple(split["fractions"]))
     test = dataset_matrix.subset(target_splits(dataset_matrix, target, options).target.test)
     described = dataset_descriptors(dataset_matrix.metadata)
-    orders = trained.measured or fit_measured_orders(
-        dataset_matrix.problems["problem_id"].to_list(), dataset_matrix.problems["device"].to_list(),
-        align_kernels(dataset_matrix, trained.kernels)[0], training_devices=trained.info["devices"],
-        described=described)
+    kept = trained.measured is not None
+    if not kept:
+        trained = dataclasses.replace(trained, measured=fit_measured_orders(
+            dataset_matrix.problems["problem_id"].to_list(), dataset_matrix.problems["device"].to_list(),
+            align_kernels(dataset_matrix, trained.kernels)[0], training_devices=trained.info["devices"],
+            described=described))
     selector = Selector(trained)
+    columns_in = test.columns()
+    logits = selector.logits(columns_in, descriptors=described if selector.reads_device else None)
     # The model's scores in the test side's kernel columns (kernels it does not know: never ranked).
-    logits = selector.logits(test.columns(), descriptors=described if selector.reads_device else None)
     index = {k: j for j, k in enumerate(selector.kernels)}
     columns = np.array([index.get(k, -1) for k in test.kernels])
     order = np.array([test.kernels.index(k) for k in trained.static_order if k in test.kernels]
                      + [j for j, k in enumerate(test.kernels) if k not in trained.static_order])
-    out: dict[str, object] = {"target": target, "test_problems": test.n_problems,
-                              "kept_orders": trained.measured is not None}
+    out: dict[str, object] = {"target": target, "test_problems": test.n_problems, "kept_orders": kept}
     for name, any_architecture in VARIANTS.items():
         scores, share = logits, 0.0
-        if any_architecture is not None:
-            scores, borrowed = borrow_scores(logits, test.problems["problem_id"].to_list(),
-                                             test.problems["device"].to_list(), orders, descriptors=described,
-                                             any_architecture=any_architecture)
+        if any_architecture is False:  # what the selector itself does
+            scores, borrowed = selector.ranking_scores(columns_in, descriptors=described)
+            share = borrowed.share
+        elif any_architecture:
+            scores, borrowed = borrow_scores(logits, columns_in["problem_id"], columns_in["device"], trained.measured,
+                                             descriptors=selector.described(described), any_architecture=True)
             share = borrowed.share
         side_scores = np.where(columns >= 0, scores[:, np.maximum(columns, 0)], -np.inf)
         metrics = score_ranking(test, lambda side, mask: np.where(mask, side_scores, -np.inf), order=order,

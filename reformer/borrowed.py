@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from kernelbench.devices import DeviceDescriptor, descriptor, nearest_first
+from kernelbench.devices import DeviceDescriptor, nearest_first
 from kernelbench.errors import InputError
+from reformer.device_features import find_descriptor
 
 #: The file of a model directory that holds the measured orders.
 MEASURED_FILE = "measured.parquet"
@@ -177,10 +178,8 @@ class MeasuredOrders:
 
 def _arch(label: str, descriptors: Mapping[str, DeviceDescriptor]) -> str | None:
     """The architecture of device ``label`` (``descriptors`` first, then the package's table); None if undescribed."""
-    if label in descriptors:
-        return descriptors[label].arch
     try:
-        return descriptor(label).arch
+        return find_descriptor(label, trained={}, given=descriptors).arch
     except InputError:
         return None
 
@@ -247,12 +246,12 @@ def borrow_scores(scores: np.ndarray, problem_ids: Sequence[str], devices: Seque
         raise ValueError("scores, problem_ids and devices must have one entry per problem")
     out = np.array(scores, dtype=np.float64 if scores.dtype == np.float64 else np.float32, copy=True)
     chosen = [""] * len(devices)
-    by_device: dict[str, list[str]] = {}
-    for i, (pid, device) in enumerate(zip(problem_ids, devices)):
-        if device not in by_device:
-            by_device[device] = sources(orders, str(device), descriptors=descriptors,
-                                        any_architecture=any_architecture, distance_of=distance_of)
-        ranked, chosen[i] = first_order(orders, by_device[device], str(pid))
+    labels = np.asarray(devices, dtype=str)
+    by_device = {device: sources(orders, device, descriptors=descriptors, any_architecture=any_architecture,
+                                 distance_of=distance_of) for device in np.unique(labels).tolist()}
+    # Only the problems of devices that borrow at all are looked up (none, for a model on its training devices).
+    for i in np.flatnonzero(np.isin(labels, [d for d, found in by_device.items() if found])).tolist():
+        ranked, chosen[i] = first_order(orders, by_device[labels[i]], str(problem_ids[i]))
         if ranked is None:
             continue
         row = out[i]

@@ -160,8 +160,8 @@ class Selector:
         n = len(logits)
         if self.trained.measured is None or "device" not in columns or "problem_id" not in columns:
             return logits, Borrowed(source=("",) * n)
-        return borrow_scores(logits, [str(p) for p in columns["problem_id"]], [str(d) for d in columns["device"]],
-                             self.trained.measured, descriptors={**(descriptors or {}), **self.fast.descriptors})
+        return borrow_scores(logits, columns["problem_id"], columns["device"], self.trained.measured,
+                             descriptors=self.described(descriptors))
 
     def borrowed_order(self, problem: ConvProblem, device: str | None) -> tuple[list[str], str]:
         """The measured order ``problem`` borrows on ``device`` (kernel names, fastest first) and the device it
@@ -176,8 +176,14 @@ class Selector:
         if self.trained.measured is None or device is None:
             return False
         if device not in self._sources:
-            self._sources[device] = sources(self.trained.measured, device, descriptors=self.fast.descriptors)
+            self._sources[device] = sources(self.trained.measured, device, descriptors=self.described())
         return bool(self._sources[device])
+
+    def described(self, extra: Mapping[str, DeviceDescriptor] | None = None) -> dict[str, DeviceDescriptor]:
+        """Devices by label as the encoder sees them (:func:`reformer.device_features.find_descriptor`): the
+        training devices' own descriptors win, then the selector's, then ``extra``; the package's table is the
+        fallback of every lookup."""
+        return {**(extra or {}), **self.fast.descriptors, **dict(self.trained.encoder.devices)}
 
     @staticmethod
     def _with_borrowed(ranked: list[tuple[str, float]], order: list[str], top: int) -> list[tuple[str, float]]:
@@ -243,10 +249,13 @@ class Selector:
         if not problems:
             return self.fast.select_many(problems, None, top=top, device=device)
         per_problem = applicable if applicable is not None else [None] * len(problems)
-        parsed = [p if isinstance(p, ConvProblem) else ConvProblem.from_mapping(p) for p in problems]
+        borrows = self._borrows(device)
+        # As in select: a problem is parsed (validated) only where its candidates or a borrowed order need it.
+        parsed = [p if isinstance(p, ConvProblem) or (names is not None and not borrows)
+                  else ConvProblem.from_mapping(p) for p, names in zip(problems, per_problem)]
         masks = [self.candidate_mask(problem, device=device)[0] if names is None else self.mask(names)
                  for problem, names in zip(parsed, per_problem)]
-        orders = [self.borrowed_order(p, device)[0] for p in parsed]
+        orders = [self.borrowed_order(p, device)[0] for p in parsed] if borrows else []
         if not any(orders):
             return self.fast.select_many(parsed, np.stack(masks), top=top, device=device)
         ranked = self.fast.select_many(parsed, np.stack(masks), top=len(self.kernels), device=device)

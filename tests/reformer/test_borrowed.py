@@ -271,3 +271,21 @@ def test_a_loaded_model_reads_its_orders_only_when_a_problem_borrows(sibling):
     i = int(np.flatnonzero(polaris.problems["problem_id"].to_numpy() == shared[0])[0])
     assert selector.borrowed_order(ConvProblem.from_mapping(polaris.problem_row(i)), POLARIS)[1] == FIJI
     assert trained.measured.tables._arrays is not None
+
+
+def test_a_training_device_described_only_at_fit_still_lends_its_order(tmp_path):
+    from kernelbench.devices import descriptor
+    from reformer.train import fit
+
+    mine = "miopen:gfx803:99"  # in no table: described by the dataset's metadata, as an import with --device-spec
+    spec = {**descriptor(FIJI).as_dict(), "id": "mine"}
+    frame = multi_device_frame(60, seed=7, devices=(MI100, FIJI))
+    frame = frame.with_columns(pl.when(pl.col("device") == FIJI).then(pl.lit(mine)).otherwise(pl.col("device"))
+                               .alias("device"))
+    schema.write_dataset(frame, tmp_path / "two.parquet", {"source": "test", "devices": {mine: [{"descriptor": spec}]}})
+    trained = fit(load_matrix(tmp_path / "two.parquet"), QUICK).trained
+    assert trained.measured is not None and mine in trained.measured.devices
+    polaris = frame.filter(pl.col("device") == mine).with_columns(pl.lit(POLARIS).alias("device"))
+    schema.write_dataset(polaris, tmp_path / "polaris.parquet", {"source": "test"})
+    result = evaluate(Selector(trained), load_matrix(tmp_path / "polaris.parquet"))
+    assert set(result.borrowed.source) == {mine}  # the model's own descriptor of it gives its architecture
