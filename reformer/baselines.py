@@ -375,27 +375,49 @@ def fit_lightgbm(matrix: RuntimeMatrix, split: Split, config: LightGBMConfig | N
     Raises:
         BaselineUnavailable: lightgbm is not installed.
     """
+    config = config if config is not None else LightGBMConfig()
+    started = time.perf_counter()
+    train, validation = _train_validation(matrix, split)
+    features = FlatFeatures.fit(train.columns(), derived=derived, descriptors=dataset_descriptors(matrix.metadata))
+    booster, classes = boost_winners(features.encode(train.columns()), train.time_ms,
+                                     features.encode(validation.columns()), validation.time_ms, config)
+    selector = LightGBMSelector(features=features, booster=booster, classes=classes, fallback=_fallback(train.time_ms),
+                                kernels=matrix.kernels)
+    return BaselineFit(selector=selector, fit_seconds=time.perf_counter() - started)
+
+
+def boost_winners(train_x: np.ndarray, train_time_ms: np.ndarray, validation_x: np.ndarray,
+                  validation_time_ms: np.ndarray, config: LightGBMConfig) -> tuple[Any, np.ndarray]:
+    """The baseline's booster on any feature matrix: multiclass over the kernels that win a training problem,
+    early-stopped on the validation log-loss (validation problems won by a kernel without a class left out).
+
+    Args:
+        train_x, validation_x: float features ``[n, width]`` of the training and validation problems.
+        train_time_ms, validation_time_ms: their runtimes ``[n, n_kernels]`` in ms (NaN = not measured).
+        config: the booster's settings.
+
+    Returns:
+        ``(booster, classes)``: ``booster.predict(x)`` gives ``[n, len(classes)]`` probabilities, ``classes[c]``
+        the kernel column of class ``c``.
+
+    Raises:
+        BaselineUnavailable: lightgbm is not installed.
+    """
     missing = lightgbm_missing()
     if missing:
         raise BaselineUnavailable(missing)
     import lightgbm
 
-    config = config if config is not None else LightGBMConfig()
-    started = time.perf_counter()
-    train, validation = _train_validation(matrix, split)
-    features = FlatFeatures.fit(train.columns(), derived=derived, descriptors=dataset_descriptors(matrix.metadata))
-    winners = oracle_picks(train.time_ms)
+    winners = oracle_picks(train_time_ms)
     classes = np.unique(winners)
-    label_of = np.full(len(matrix.kernels), -1, dtype=np.int64)
-    label_of[classes] = np.arange(len(classes))
-    val_labels = label_of[oracle_picks(validation.time_ms)]
-    # Validation problems won by a kernel with no class cannot be scored by the log-loss.
-    keep = val_labels >= 0
     if len(classes) == 1:
         # One kernel wins every training problem: nothing to boost, the classifier is a constant.
-        return BaselineFit(selector=LightGBMSelector(features=features, booster=_Constant(), classes=classes,
-                                                     fallback=_fallback(train.time_ms), kernels=matrix.kernels),
-                           fit_seconds=time.perf_counter() - started)
+        return _Constant(), classes
+    label_of = np.full(train_time_ms.shape[1], -1, dtype=np.int64)
+    label_of[classes] = np.arange(len(classes))
+    val_labels = label_of[oracle_picks(validation_time_ms)]
+    # Validation problems won by a kernel with no class cannot be scored by the log-loss.
+    keep = val_labels >= 0
     binary = len(classes) == 2
     params = {
         "objective": "binary" if binary else "multiclass",
@@ -411,18 +433,14 @@ def fit_lightgbm(matrix: RuntimeMatrix, split: Split, config: LightGBMConfig | N
         "force_row_wise": True,
         "verbose": -1,
     }
-    train_set = lightgbm.Dataset(features.encode(train.columns()), label=label_of[winners], free_raw_data=True)
+    train_set = lightgbm.Dataset(train_x, label=label_of[winners], free_raw_data=True)
     valid_sets, callbacks = [], []
     if keep.any():
-        valid_sets = [train_set.create_valid(features.encode(validation.columns())[keep], label=val_labels[keep])]
+        valid_sets = [train_set.create_valid(validation_x[keep], label=val_labels[keep])]
         callbacks = [lightgbm.early_stopping(config.early_stopping_rounds, verbose=False)]
     booster = lightgbm.train(params, train_set, num_boost_round=config.n_estimators, valid_sets=valid_sets,
                              callbacks=callbacks)
-    if len(classes) == 2:
-        booster = _BinaryAsTwoClass(booster)
-    selector = LightGBMSelector(features=features, booster=booster, classes=classes, fallback=_fallback(train.time_ms),
-                                kernels=matrix.kernels)
-    return BaselineFit(selector=selector, fit_seconds=time.perf_counter() - started)
+    return (_BinaryAsTwoClass(booster) if binary else booster), classes
 
 
 def _fallback(train_time_ms: np.ndarray) -> np.ndarray:

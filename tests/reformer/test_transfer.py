@@ -114,6 +114,49 @@ def test_transfer_ceiling_script_bounds_every_remap_of_the_nearest_winner(tmp_pa
     assert bad.returncode != 0 and "not a device of the dataset" in bad.stderr
 
 
+def test_fewshot_sources_script_reads_each_sources_times_of_the_same_problem(tmp_path):
+    """benchmarks/bench_fewshot_sources.py: the source-measurement features on hand-made times, then a run."""
+    import importlib.util
+
+    from reformer.data import load_matrix
+
+    near, far, target = "miopen:gfx908:120", "miopen:gfx803:64", "miopen:gfx90a:110"
+    frame = _frame({
+        ("p1", near): {"a": 1.0, "b": 4.0}, ("p1", target): {"a": 3.0},
+        ("p2", far): {"b": 2.0}, ("p2", target): {"b": 1.0},
+    })
+    dataset = tmp_path / "d.parquet"
+    schema.write_dataset(frame, dataset, {"source": "test"})
+    spec = importlib.util.spec_from_file_location("bench_fewshot_sources", ROOT / "benchmarks" / "bench_fewshot_sources.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    matrix = load_matrix(dataset)
+    rows = np.flatnonzero(matrix.problems["device"].to_numpy() == target)
+    rows = rows[np.argsort(matrix.problems["batch"].to_numpy()[rows])]  # p1, p2
+    a, b = matrix.kernels.index("a"), matrix.kernels.index("b")
+    x = bench.source_measurements(matrix, rows, [near, far])
+    width = len(matrix.kernels) + 1
+    assert x.shape == (2, 2 * width)
+    assert x[0, a] == 0.0 and x[0, b] == pytest.approx(np.log(4.0)) and x[0, width - 1] == pytest.approx(0.0)
+    assert np.isnan(x[1, :width]).all()  # the near device did not measure p2
+    assert x[1, width + b] == 0.0 and x[1, 2 * width - 1] == pytest.approx(np.log(2.0))
+    assert np.isnan(x[0, width:]).all()
+
+    write_multi_device(tmp_path / "m.parquet", 120)
+    script = ROOT / "benchmarks" / "bench_fewshot_sources.py"
+    out = tmp_path / "f.json"
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "m.parquet"), "--target", "gfx90a_110",
+                           "--fractions", "0.5", "--threads", "1", "--json", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    cells = json.loads(out.read_text())["figures"]["0.5"]
+    assert set(cells) == {"lightgbm", "lightgbm + sources"}
+    assert all(0.0 < cell["top1"] <= 1.0 and cell["oracle_ratio"] <= 1.0 for cell in cells.values())
+    bad = subprocess.run([sys.executable, str(script), str(tmp_path / "m.parquet"), "--target", "gfx942_304"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode != 0 and bad.stderr.strip().count("\n") == 0 and "not a device" in bad.stderr
+
+
 def _options(**kwargs):
     defaults = {"targets": (DESCRIBED_DEVICES[1],), "fractions": (0.1, 0.5), "threads": 1, "quick": QUICK,
                 "base": TINY}
