@@ -135,7 +135,10 @@ def write_report(report_dir: str | os.PathLike[str], outcome: TransferOutcome) -
     data = run.get("dataset") or {}
     wall = sum(i.get("wall_seconds", 0.0) for i in run.get("invocations", []))
     env = run.get("environment") or {}
-    dataset = (f"- dataset: {(data.get('metadata') or {}).get('path', '?')} ({data.get('n_problems', '?'):,} "
+    meta = data.get("metadata") or {}
+    # The file's name and digest, not the machine's path: a report is read on other machines.
+    digest = f", sha256 {meta['sha256'][:16]}…" if meta.get("sha256") else ""
+    dataset = (f"- dataset: {Path(meta.get('path', '?')).name}{digest} ({data.get('n_problems', '?'):,} "
                f"(problem, device) rows, {data.get('n_kernels', '?')} kernels, devices: "
                f"{', '.join(data.get('devices', []))})") if data else "- dataset: (not recorded)"
     quick = ", **--quick** (subsample, short training)" if options.get("quick") else ""

@@ -192,6 +192,9 @@ def test_tiny_study_runs_resumes_and_reports(tmp_path):
     text = (out / "report.md").read_text()
     assert "## miopen:gfx90a:110" in text and "in-device (scratch)" in text and "open: top-1" in text
     assert "measured order of a training device of the same architecture" not in text
+    digest = schema.file_sha256(tmp_path / "all.parquet")[:16]
+    assert f"- dataset: all.parquet, sha256 {digest}… (270 (problem, device) rows" in text
+    assert str(tmp_path) not in text  # no path of the machine that ran it
     assert {p.name for p in paths} == {"results.parquet", "report.md", "transfer.png"}
     assert pl.read_parquet(out / "results.parquet").height == len(methods)
     # A second run reads everything back and computes nothing.
