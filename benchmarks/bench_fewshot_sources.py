@@ -13,6 +13,9 @@ uses of the same data, on the study's split and sample (:func:`reformer.transfer
   ``log(t / t_best)`` on that device for the same ``problem_id`` and ``log t_best`` (missing where the source did
   not measure the problem or the kernel).  Legitimate at deployment: the sources were measured, the target's
   test problems were not;
+* with ``--ensemble MODEL_DIR``, an **ensemble** of that Reformer (the fine-tuned model of the same sample, e.g.
+  ``reformer fit TARGET.parquet --init ZERO_SHOT_MODEL --train-fraction 0.1 --lr 0.001``) and LightGBM + sources:
+  ``(1 − w) · log p_reformer + w · log p_lightgbm`` over the measured kernels, w chosen on validation top-1;
 * with ``--joint``, **Reformer trained jointly** from scratch on the sources' training rows plus the target's
   sample (the study's fit settings, early stopping on the target's validation split; 13 min on 2 cores for
   gfx90a6e at 10 %); ``--joint-repeat N`` puts N copies of the sample in the training rows, so the target
@@ -71,12 +74,14 @@ def closed(time_ms: np.ndarray, scores: np.ndarray) -> dict[str, float]:
 
 
 def lightgbm_cells(matrix: RuntimeMatrix, sampled: Split, sources: list[str], options: TransferOptions
-                   ) -> dict[str, dict[str, float]]:
+                   ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    """The two LightGBM cells' test figures, and the validation and test class probabilities
+    (``[n, n_kernels]``, 0 for kernels without a class) of the one with the sources' measurements."""
     train, validation, test = (matrix.subset(sampled.train), matrix.subset(sampled.validation),
                                matrix.subset(sampled.test))
     features = FlatFeatures.fit(train.columns(), derived=options.fit_config().derived,
                                 descriptors=dataset_descriptors(matrix.metadata))
-    out = {}
+    out, probabilities = {}, {}
     for name, extra in (("lightgbm", False), ("lightgbm + sources", True)):
         def x(side: RuntimeMatrix, rows: np.ndarray, extra: bool = extra) -> np.ndarray:
             base = features.encode(side.columns())
@@ -85,10 +90,53 @@ def lightgbm_cells(matrix: RuntimeMatrix, sampled: Split, sources: list[str], op
         started = time.perf_counter()
         booster, classes = boost_winners(x(train, sampled.train), train.time_ms, x(validation, sampled.validation),
                                          validation.time_ms, options.lightgbm_config())
-        scores = np.full(test.time_ms.shape, -1.0)
-        scores[:, classes] = np.asarray(booster.predict(x(test, sampled.test))).reshape(len(sampled.test), -1)
-        out[name] = {**closed(test.time_ms, scores), "seconds": time.perf_counter() - started}
-    return out
+        for side_name, side, rows in (("validation", validation, sampled.validation), ("test", test, sampled.test)):
+            p = np.zeros(side.time_ms.shape)
+            p[:, classes] = np.asarray(booster.predict(x(side, rows))).reshape(len(rows), -1)
+            probabilities[side_name] = p
+        out[name] = {**closed(test.time_ms, probabilities["test"]), "seconds": time.perf_counter() - started}
+    return out, probabilities
+
+
+def measured_log_softmax(scores: np.ndarray, time_ms: np.ndarray) -> np.ndarray:
+    """log of the scores' softmax over each problem's measured kernels, floored at -1e6 (also elsewhere) so that
+    a weight of 0 or 1 in a mixture never multiplies an infinity."""
+    masked = np.where(np.isnan(time_ms), -np.inf, scores)
+    masked = masked - masked.max(axis=1, keepdims=True)
+    return np.maximum(masked - np.log(np.exp(masked).sum(axis=1, keepdims=True)), -1e6)
+
+
+#: Weights of LightGBM's log-probability in the ensemble, one chosen on validation top-1.
+ENSEMBLE_WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
+
+
+def ensemble_cell(matrix: RuntimeMatrix, sampled: Split, model_dir: str, lightgbm: dict[str, np.ndarray]
+                  ) -> dict[str, float]:
+    """``(1 − w) · log p_reformer + w · log p_lightgbm`` over the measured kernels, w chosen on validation top-1."""
+    from reformer.selector import Selector
+    from reformer.store import load_model
+
+    selector = Selector(load_model(model_dir))
+    column = np.array([matrix.kernels.index(k) if k in matrix.kernels else -1 for k in selector.kernels])
+    known = column >= 0
+    mixed = {}
+    for side_name, rows in (("validation", sampled.validation), ("test", sampled.test)):
+        side = matrix.subset(rows)
+        logits = selector.logits(side.columns(),
+                                 descriptors=dataset_descriptors(side.metadata) if selector.reads_device else None)
+        scores = np.full(side.time_ms.shape, -np.inf)
+        scores[:, column[known]] = logits[:, known]
+        # A class LightGBM never saw gets a small probability instead of log 0, so the model can still pick it.
+        mixed[side_name] = (measured_log_softmax(scores, side.time_ms),
+                            measured_log_softmax(np.log(np.maximum(lightgbm[side_name], 1e-6)), side.time_ms),
+                            side.time_ms)
+
+    def figures(side_name: str, weight: float) -> dict[str, float]:
+        reformer_lp, lightgbm_lp, time_ms = mixed[side_name]
+        return closed(time_ms, (1 - weight) * reformer_lp + weight * lightgbm_lp)
+
+    weight = max(ENSEMBLE_WEIGHTS, key=lambda w: figures("validation", w)["top1"])
+    return {**figures("test", weight), "weight": weight, "seconds": 0.0}
 
 
 def joint_cell(matrix: RuntimeMatrix, sources_train: np.ndarray, sampled: Split, options: TransferOptions, *,
@@ -112,9 +160,13 @@ def main() -> None:
     parser.add_argument("--fractions", default="0.1", help="shares of the target's training split (default 0.1)")
     parser.add_argument("--joint", action="store_true", help="also train Reformer jointly (slow)")
     parser.add_argument("--joint-repeat", type=int, default=1, help="copies of the target's sample in the joint fit")
+    parser.add_argument("--ensemble", metavar="MODEL_DIR",
+                        help="also mix this Reformer (fine-tuned on the same sample) with LightGBM + sources")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
+    if args.ensemble and "," in args.fractions:
+        sys.exit("error: --ensemble takes one --fractions value, the sample its model was fine-tuned on")
     matrix = load_matrix(args.dataset)
     try:
         (target,) = resolve_targets(matrix, (args.target,))
@@ -129,7 +181,9 @@ def main() -> None:
     print(f"{'fraction':>8}  {'method':<20} {'sample':>7} {'top-1':>7} {'oracle':>7} {'Σ':>6} {'s':>6}")
     for fraction in (float(f) for f in args.fractions.split(",")):
         sampled = sample_train(splits.target, fraction=fraction, seed=options.seed)
-        cells = lightgbm_cells(matrix, sampled, sources, options)
+        cells, probabilities = lightgbm_cells(matrix, sampled, sources, options)
+        if args.ensemble:
+            cells["ensemble"] = ensemble_cell(matrix, sampled, args.ensemble, probabilities)
         if args.joint:
             cells["reformer, joint"] = joint_cell(matrix, splits.zero_shot.train, sampled, options,
                                                     repeat=args.joint_repeat)

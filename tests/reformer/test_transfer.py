@@ -152,6 +152,25 @@ def test_fewshot_sources_script_reads_each_sources_times_of_the_same_problem(tmp
     cells = json.loads(out.read_text())["figures"]["0.5"]
     assert set(cells) == {"lightgbm", "lightgbm + sources"}
     assert all(0.0 < cell["top1"] <= 1.0 and cell["oracle_ratio"] <= 1.0 for cell in cells.values())
+
+    # The ensemble's mixture: a log-softmax over the measured kernels only, finite everywhere.
+    lp = bench.measured_log_softmax(np.array([[0.0, np.log(3.0), 5.0]]), np.array([[1.0, 2.0, np.nan]]))
+    assert lp[0, :2] == pytest.approx(np.log([0.25, 0.75])) and lp[0, 2] == -1e6
+    from reformer.report import save_fit
+    from reformer.train import fit
+
+    multi = load_matrix(tmp_path / "m.parquet")
+    save_fit(tmp_path / "model", fit(multi, TINY))
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "m.parquet"), "--target", "gfx90a_110",
+                           "--fractions", "0.5", "--threads", "1", "--ensemble", str(tmp_path / "model"),
+                           "--json", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    ensemble = json.loads(out.read_text())["figures"]["0.5"]["ensemble"]
+    assert ensemble["weight"] in bench.ENSEMBLE_WEIGHTS and 0.0 < ensemble["top1"] <= 1.0
+    two = subprocess.run([sys.executable, str(script), str(tmp_path / "m.parquet"), "--target", "gfx90a_110",
+                          "--fractions", "0.1,0.5", "--ensemble", str(tmp_path / "model")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert two.returncode != 0 and "one --fractions value" in two.stderr
     bad = subprocess.run([sys.executable, str(script), str(tmp_path / "m.parquet"), "--target", "gfx942_304"],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode != 0 and bad.stderr.strip().count("\n") == 0 and "not a device" in bad.stderr
