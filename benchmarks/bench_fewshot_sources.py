@@ -3,8 +3,8 @@ of the target's problems?
 
 The transfer study (``reformer transfer``) fine-tunes the sources' model on a sample of the target's training
 split.  Issue 17's few-shot target (10 % of gfx90a6e's problems: top-1 within 0.01 of a LightGBM trained on
-100 %, oracle ratio and Σ at least as good) is missed by that fine-tuning.  This script measures two other
-uses of the same data, on the study's split and sample (:func:`reformer.transfer.target_splits`,
+100 %, oracle ratio and Σ at least as good) is missed by that fine-tuning.  This script measures other uses
+of the same data, on the study's split and sample (:func:`reformer.transfer.target_splits`,
 :func:`reformer.splits.sample_train`, seed 0), scored on the target's test split (closed protocol):
 
 * **LightGBM, problem features** (the study's LightGBM cell, :func:`reformer.baselines.boost_winners` on
@@ -24,6 +24,7 @@ uses of the same data, on the study's split and sample (:func:`reformer.transfer
 Usage::
 
     python benchmarks/bench_fewshot_sources.py all6.parquet --target gfx90a_110 [--fractions 0.1,1] [--joint]
+    python benchmarks/bench_fewshot_sources.py all6.parquet --target gfx90a_110 --fractions 0.1 --ensemble ft10
 """
 
 from __future__ import annotations
