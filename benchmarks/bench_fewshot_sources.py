@@ -41,6 +41,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_ensemble import WEIGHTS, log_softmax_over  # noqa: E402
 from kernelbench.devices import nearest_first  # noqa: E402
 from kernelbench.errors import InputError  # noqa: E402
 from reformer.baselines import FlatFeatures, boost_winners  # noqa: E402
@@ -99,18 +100,6 @@ def lightgbm_cells(matrix: RuntimeMatrix, sampled: Split, sources: list[str], op
     return out, probabilities
 
 
-def measured_log_softmax(scores: np.ndarray, time_ms: np.ndarray) -> np.ndarray:
-    """log of the scores' softmax over each problem's measured kernels, floored at -1e6 (also elsewhere) so that
-    a weight of 0 or 1 in a mixture never multiplies an infinity."""
-    masked = np.where(np.isnan(time_ms), -np.inf, scores)
-    masked = masked - masked.max(axis=1, keepdims=True)
-    return np.maximum(masked - np.log(np.exp(masked).sum(axis=1, keepdims=True)), -1e6)
-
-
-#: Weights of LightGBM's log-probability in the ensemble, one chosen on validation top-1.
-ENSEMBLE_WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
-
-
 def ensemble_cell(matrix: RuntimeMatrix, sampled: Split, model_dir: str, lightgbm: dict[str, np.ndarray]
                   ) -> dict[str, float]:
     """``(1 − w) · log p_reformer + w · log p_lightgbm`` over the measured kernels, w chosen on validation top-1."""
@@ -128,15 +117,16 @@ def ensemble_cell(matrix: RuntimeMatrix, sampled: Split, model_dir: str, lightgb
         scores = np.full(side.time_ms.shape, -np.inf)
         scores[:, column[known]] = logits[:, known]
         # A class LightGBM never saw gets a small probability instead of log 0, so the model can still pick it.
-        mixed[side_name] = (measured_log_softmax(scores, side.time_ms),
-                            measured_log_softmax(np.log(np.maximum(lightgbm[side_name], 1e-6)), side.time_ms),
+        measured = ~np.isnan(side.time_ms)
+        mixed[side_name] = (log_softmax_over(scores, measured),
+                            log_softmax_over(np.log(np.maximum(lightgbm[side_name], 1e-6)), measured),
                             side.time_ms)
 
     def figures(side_name: str, weight: float) -> dict[str, float]:
         reformer_lp, lightgbm_lp, time_ms = mixed[side_name]
         return closed(time_ms, (1 - weight) * reformer_lp + weight * lightgbm_lp)
 
-    weight = max(ENSEMBLE_WEIGHTS, key=lambda w: figures("validation", w)["top1"])
+    weight = max(WEIGHTS, key=lambda w: figures("validation", w)["top1"])
     return {**figures("test", weight), "weight": weight, "seconds": 0.0}
 
 

@@ -30,18 +30,19 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from kernelbench.errors import InputError  # noqa: E402
 from reformer.data import RuntimeMatrix, load_matrix  # noqa: E402
 from reformer.metrics import best_of_ranked, ranked  # noqa: E402
 from reformer.selector import Selector  # noqa: E402
-from reformer.splits import SplitSpec, make_split  # noqa: E402
+from reformer.splits import recorded_split  # noqa: E402
 
 
 def split_of(selector: Selector, matrix: RuntimeMatrix) -> dict[str, np.ndarray]:
     """The model's validation and test rows, rebuilt from the split recorded in its config.json."""
-    recorded = selector.trained.info["split"]
-    split = make_split(matrix.problems, SplitSpec.from_dict(recorded))
-    if split.sizes()["test"] != recorded["sizes"]["test"]:
-        raise SystemExit("the dataset is not the one the model was fitted on (the split sizes differ)")
+    try:
+        split = recorded_split(matrix.problems, selector.trained.info["split"])
+    except InputError as exc:
+        raise SystemExit(f"error: {exc}") from None
     return {"validation": split.validation, "test": split.test}
 
 

@@ -24,7 +24,7 @@ import torch
 from reformer.data import NON_FIELD_COLUMNS, load_matrix
 from reformer.metrics import argmax_applicable
 from reformer.selector import Selector
-from reformer.splits import SplitSpec, make_split
+from reformer.splits import recorded_split
 
 
 def torch_logits(selector: Selector, columns) -> np.ndarray:
@@ -46,7 +46,7 @@ def main() -> None:
     args = parser.parse_args()
 
     selector = Selector.load(args.model_dir)
-    split = make_split(load_matrix(args.dataset).problems, SplitSpec.from_dict(selector.trained.info["split"]))
+    split = recorded_split(load_matrix(args.dataset).problems, selector.trained.info["split"])
     matrix = load_matrix(args.dataset).subset(split.sides()[args.split])
     columns, applicable = matrix.columns(), matrix.applicable
     kernel_index = [selector.kernels.index(k) for k in matrix.kernels]

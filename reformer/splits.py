@@ -240,6 +240,24 @@ def sample_size(n_train: int, *, fraction: float = 1.0, problems: int | None = N
     return max(1, min(n_train, round(fraction * n_train)))
 
 
+def recorded_split(problems: pl.DataFrame, recorded: Mapping[str, Any]) -> Split:
+    """The split a model recorded (its ``config.json`` ``split``: spec and ``sizes``) rebuilt on ``problems``.
+
+    Only the validation and test sides are compared with the recorded sizes: a model fitted with
+    ``--train-fraction`` trained on a sample of the training side.
+
+    Raises:
+        InputError: a rebuilt side differs in size from the recorded one (not the dataset the model was fitted on).
+    """
+    split = make_split(problems, SplitSpec.from_dict(recorded))
+    sizes = recorded.get("sizes") or {}
+    for side in ("validation", "test"):
+        if side in sizes and split.sizes()[side] != sizes[side]:
+            raise InputError(f"the dataset is not the one the model was fitted on: its {side} split has "
+                             f"{split.sizes()[side]} problems, the model's {sizes[side]}")
+    return split
+
+
 def sample_train(split: Split, *, fraction: float = 1.0, problems: int | None = None, seed: int = 0) -> Split:
     """``split`` with its training side replaced by a seeded sample of it (validation and test unchanged).
 

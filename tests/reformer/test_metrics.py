@@ -143,3 +143,28 @@ def test_open_misses_script_splits_the_open_log_loss_of_a_saved_model(tmp_path):
         assert got["open_oracle_ratio"] == pytest.approx(want["open_oracle_ratio"], abs=1e-9)
         assert got["hit_rate"] == pytest.approx(want["open_hit_rate"], abs=1e-9)
         assert np.exp(-(got["misses_log_loss"] + got["hits_log_loss"])) == pytest.approx(want["open_oracle_ratio"])
+
+
+def test_ensemble_script_mixes_the_model_and_lightgbm_and_weight_zero_is_the_model(tmp_path):
+    """benchmarks/bench_ensemble.py: w = 0 reproduces the model's own metrics.json, w = 1 differs."""
+    dataset = tmp_path / "d.parquet"
+    schema.write_dataset(synthetic_frame(400, seed=2), dataset, {"device": "synthetic", "generator": "tests"})
+    model_dir = tmp_path / "model"
+    save_fit(model_dir, fit(load_matrix(dataset), QUICK))
+    out = tmp_path / "ensemble.json"
+    script = str(ROOT / "benchmarks" / "bench_ensemble.py")
+    proc = subprocess.run([sys.executable, script, str(model_dir), str(dataset), "--threads", "1", "--json", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(out.read_text())
+    saved = json.loads((model_dir / "metrics.json").read_text())
+    for side in ("validation", "test"):
+        alone = figures["figures"][side]["0.0"]
+        for key in ("open_hit_rate", "open_top1", "open_oracle_ratio", "top1", "oracle_ratio"):
+            assert alone[key] == pytest.approx(saved[side][key], abs=1e-9), key
+    assert figures["chosen_weight"] in (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
+    other = tmp_path / "other.parquet"
+    schema.write_dataset(synthetic_frame(200, seed=3), other, {"device": "synthetic", "generator": "tests"})
+    bad = subprocess.run([sys.executable, script, str(model_dir), str(other)], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode != 0 and "not the one the model was fitted on" in bad.stderr
+    assert bad.stderr.strip().count("\n") == 0

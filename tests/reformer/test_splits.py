@@ -3,7 +3,7 @@ import polars as pl
 import pytest
 
 from kernelbench.errors import InputError
-from reformer.splits import SplitSpec, group_keys, make_split, parse_split_by
+from reformer.splits import SplitSpec, group_keys, make_split, parse_split_by, recorded_split
 
 
 def sides(split):
@@ -119,3 +119,13 @@ def test_split_spec_round_trips_through_its_recorded_dict():
                      hold_out=(("direction", ("bwd_data", "fwd")), ("dtype", ("fp16",))))
     recorded = {**spec.as_dict(), "sizes": {"train": 1, "validation": 1, "test": 1}}  # as config.json holds it
     assert SplitSpec.from_dict(recorded) == spec
+
+
+def test_recorded_split_rebuilds_a_models_split_and_refuses_another_dataset(matrix):
+    spec = SplitSpec(seed=3)
+    split = make_split(matrix.problems, spec)
+    recorded = {**spec.as_dict(), "sizes": {**split.sizes(), "train": 5}}  # a --train-fraction sample trained
+    again = recorded_split(matrix.problems, recorded)
+    assert np.array_equal(again.validation, split.validation) and np.array_equal(again.test, split.test)
+    with pytest.raises(InputError, match="its validation split has 30 problems, the model.s 60"):
+        recorded_split(matrix.problems[: matrix.n_problems // 2], recorded)

@@ -154,7 +154,7 @@ def test_fewshot_sources_script_reads_each_sources_times_of_the_same_problem(tmp
     assert all(0.0 < cell["top1"] <= 1.0 and cell["oracle_ratio"] <= 1.0 for cell in cells.values())
 
     # The ensemble's mixture: a log-softmax over the measured kernels only, finite everywhere.
-    lp = bench.measured_log_softmax(np.array([[0.0, np.log(3.0), 5.0]]), np.array([[1.0, 2.0, np.nan]]))
+    lp = bench.log_softmax_over(np.array([[0.0, np.log(3.0), 5.0]]), np.array([[True, True, False]]))
     assert lp[0, :2] == pytest.approx(np.log([0.25, 0.75])) and lp[0, 2] == -1e6
     from reformer.report import save_fit
     from reformer.train import fit
@@ -166,7 +166,7 @@ def test_fewshot_sources_script_reads_each_sources_times_of_the_same_problem(tmp
                            "--json", str(out)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     ensemble = json.loads(out.read_text())["figures"]["0.5"]["ensemble"]
-    assert ensemble["weight"] in bench.ENSEMBLE_WEIGHTS and 0.0 < ensemble["top1"] <= 1.0
+    assert ensemble["weight"] in bench.WEIGHTS and 0.0 < ensemble["top1"] <= 1.0
     two = subprocess.run([sys.executable, str(script), str(tmp_path / "m.parquet"), "--target", "gfx90a_110",
                           "--fractions", "0.1,0.5", "--ensemble", str(tmp_path / "model")],
                          capture_output=True, text=True, cwd=ROOT)

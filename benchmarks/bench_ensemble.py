@@ -1,0 +1,101 @@
+"""Reformer and LightGBM together: does mixing their rankings beat each alone, in both protocols?
+
+For a model directory and the dataset it was fitted on (the split is rebuilt from the model's config), this
+fits the LightGBM baseline on the same training split and ranks every problem's candidates (the model's
+candidate rule) by ``(1 − w) · log p_reformer + w · log p_lightgbm``, each a log-softmax over the candidates
+(a kernel LightGBM has no class for gets probability 1e-6).  ``w`` runs over :data:`WEIGHTS`; the figures of
+every ``w`` are printed for validation and test, and the ``w`` with the best validation open top-1 is
+marked.  ``w = 0`` is the model alone, ``w = 1`` LightGBM alone (on the model's candidates).
+
+An analysis of the open-set issue's targets (docs/reformer.md, "What limits the open oracle ratio"), not a
+selector the CLI offers.
+
+Usage::
+
+    python benchmarks/bench_ensemble.py MODEL_DIR DATASET [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kernelbench.errors import InputError  # noqa: E402
+from reformer.baselines import LightGBMConfig, fit_lightgbm  # noqa: E402
+from reformer.data import load_matrix  # noqa: E402
+from reformer.evaluate import dataset_descriptors  # noqa: E402
+from reformer.metrics import ranking_metrics  # noqa: E402
+from reformer.selector import Selector  # noqa: E402
+from reformer.splits import recorded_split  # noqa: E402
+
+#: Weights of LightGBM's log-probability.
+WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
+
+
+def log_softmax_over(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """log of the scores' softmax over ``mask`` per row, floored at -1e6 (also off the mask), so that a mixture
+    with weight 0 or 1 never multiplies an infinity."""
+    masked = np.where(mask, scores, -np.inf)
+    masked = masked - masked.max(axis=1, keepdims=True)
+    return np.maximum(masked - np.log(np.exp(masked).sum(axis=1, keepdims=True)), -1e6)
+
+
+def figures(time_ms: np.ndarray, candidates: np.ndarray, mixed: np.ndarray) -> dict[str, float]:
+    """Open protocol over the candidates (with top-2), closed protocol over the measured kernels."""
+    opened = ranking_metrics(time_ms, np.where(candidates, mixed, -np.inf), open_protocol=True, top_ks=(2,))
+    closed = ranking_metrics(time_ms, np.where(np.isnan(time_ms), -np.inf, mixed), open_protocol=False,
+                             top_ks=(1,))["topk"]["1"]
+    return {"open_hit_rate": opened["open_hit_rate"], "open_top1": opened["open_top1"],
+            "open_oracle_ratio": opened["open_oracle_ratio"],
+            "open_top2_oracle_ratio": opened["open_topk"]["2"]["oracle_ratio"],
+            "top1": closed["top1"], "oracle_ratio": closed["oracle_ratio"], "sum_ratio": closed["sum_ratio"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model_dir")
+    parser.add_argument("dataset", help="the dataset the model was fitted on")
+    parser.add_argument("--threads", type=int, default=2, help="LightGBM threads")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    selector = Selector.load(args.model_dir)
+    matrix = load_matrix(args.dataset)
+    try:
+        split = recorded_split(matrix.problems, selector.trained.info["split"])
+    except InputError as exc:
+        sys.exit(f"error: {exc}")
+    if tuple(selector.kernels) != tuple(matrix.kernels):
+        sys.exit("error: the model's kernel vocabulary is not the dataset's (fit the model on this dataset)")
+    lightgbm = fit_lightgbm(matrix, split, LightGBMConfig(threads=args.threads)).selector
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for side_name, rows in (("validation", split.validation), ("test", split.test)):
+        side = matrix.subset(rows)
+        columns = side.columns()
+        descriptors = dataset_descriptors(side.metadata) if selector.reads_device else None
+        candidates, _ = selector.candidates(columns, descriptors=descriptors)
+        reformer_lp = log_softmax_over(selector.logits(columns, descriptors=descriptors), candidates)
+        probabilities = lightgbm.scores(columns, np.ones_like(candidates))
+        lightgbm_lp = log_softmax_over(np.log(np.maximum(probabilities, 1e-6)), candidates)
+        out[side_name] = {str(w): figures(side.time_ms, candidates, (1 - w) * reformer_lp + w * lightgbm_lp)
+                          for w in WEIGHTS}
+    chosen = max(WEIGHTS, key=lambda w: out["validation"][str(w)]["open_top1"])
+    keys = ("open_hit_rate", "open_top1", "open_oracle_ratio", "open_top2_oracle_ratio", "top1", "oracle_ratio",
+            "sum_ratio")
+    print(f"{'side':<10} {'w':>5} " + " ".join(f"{k:>22}" for k in keys))
+    for side_name, rows in out.items():
+        for w, f in rows.items():
+            mark = " <- chosen on validation" if float(w) == chosen else ""
+            print(f"{side_name:<10} {w:>5} " + " ".join(f"{f[k]:>22.4f}" for k in keys) + mark)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"chosen_weight": chosen, "figures": out}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
