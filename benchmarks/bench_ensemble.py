@@ -3,7 +3,8 @@
 For a model directory and the dataset it was fitted on (the split is rebuilt from the model's config), this
 fits the LightGBM baseline on the same training split and ranks every problem's candidates (the model's
 candidate rule) by ``(1 − w) · log p_reformer + w · log p_lightgbm``, each a log-softmax over the candidates
-(a kernel LightGBM has no class for gets probability 1e-6).  ``w`` runs over :data:`WEIGHTS`; the figures of
+(a kernel LightGBM has no class for gets
+:data:`PROBABILITY_FLOOR`).  ``w`` runs over :data:`WEIGHTS`; the figures of
 every ``w`` are printed for validation and test, and the ``w`` with the best validation open top-1 is
 marked.  ``w = 0`` is the model alone, ``w = 1`` LightGBM alone (on the model's candidates).
 
@@ -47,6 +48,16 @@ def log_softmax_over(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.maximum(masked - np.log(np.exp(masked).sum(axis=1, keepdims=True)), -1e6)
 
 
+#: The probability a kernel without a LightGBM class gets, instead of log 0, so that the mixture can still pick it.
+PROBABILITY_FLOOR = 1e-6
+
+
+def lightgbm_log_softmax(probabilities: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """LightGBM's class probabilities (``[n, n_kernels]``) as a log-softmax over ``mask``, floored at
+    :data:`PROBABILITY_FLOOR` first (see :func:`log_softmax_over`)."""
+    return log_softmax_over(np.log(np.maximum(probabilities, PROBABILITY_FLOOR)), mask)
+
+
 def figures(time_ms: np.ndarray, candidates: np.ndarray, mixed: np.ndarray) -> dict[str, float]:
     """Open protocol over the candidates (with top-2), closed protocol over the measured kernels."""
     opened = ranking_metrics(time_ms, np.where(candidates, mixed, -np.inf), open_protocol=True, top_ks=(2,))
@@ -81,8 +92,7 @@ def main() -> None:
         descriptors = dataset_descriptors(side.metadata) if selector.reads_device else None
         candidates, _ = selector.candidates(columns, descriptors=descriptors)
         reformer_lp = log_softmax_over(selector.logits(columns, descriptors=descriptors), candidates)
-        probabilities = lightgbm.scores(columns, np.ones_like(candidates))
-        lightgbm_lp = log_softmax_over(np.log(np.maximum(probabilities, 1e-6)), candidates)
+        lightgbm_lp = lightgbm_log_softmax(lightgbm.scores(columns, np.ones_like(candidates)), candidates)
         out[side_name] = {str(w): figures(side.time_ms, candidates, (1 - w) * reformer_lp + w * lightgbm_lp)
                           for w in WEIGHTS}
     chosen = max(WEIGHTS, key=lambda w: out["validation"][str(w)]["open_top1"])

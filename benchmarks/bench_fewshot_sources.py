@@ -41,7 +41,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_ensemble import WEIGHTS, log_softmax_over  # noqa: E402
+from benchmarks.bench_ensemble import WEIGHTS, lightgbm_log_softmax, log_softmax_over  # noqa: E402
 from kernelbench.devices import nearest_first  # noqa: E402
 from kernelbench.errors import InputError  # noqa: E402
 from reformer.baselines import FlatFeatures, boost_winners  # noqa: E402
@@ -78,23 +78,27 @@ def closed(time_ms: np.ndarray, scores: np.ndarray) -> dict[str, float]:
 def lightgbm_cells(matrix: RuntimeMatrix, sampled: Split, sources: list[str], options: TransferOptions
                    ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
     """The two LightGBM cells' test figures, and the validation and test class probabilities
-    (``[n, n_kernels]``, 0 for kernels without a class) of the one with the sources' measurements."""
+    (``[n, n_kernels]``, 0 for kernels without a class) of the one with the sources' measurements (the
+    ``seconds`` of each are its boosting and prediction; the features are built once for both)."""
     train, validation, test = (matrix.subset(sampled.train), matrix.subset(sampled.validation),
                                matrix.subset(sampled.test))
     features = FlatFeatures.fit(train.columns(), derived=options.fit_config().derived,
                                 descriptors=dataset_descriptors(matrix.metadata))
+    sides = {"train": (train, sampled.train), "validation": (validation, sampled.validation),
+             "test": (test, sampled.test)}
+    # Each side's features once, shared by both variants.
+    base = {name: features.encode(side.columns()) for name, (side, _) in sides.items()}
+    with_sources = {name: np.concatenate([base[name], source_measurements(matrix, rows, sources)], axis=1)
+                    for name, (_, rows) in sides.items()}
     out, probabilities = {}, {}
-    for name, extra in (("lightgbm", False), ("lightgbm + sources", True)):
-        def x(side: RuntimeMatrix, rows: np.ndarray, extra: bool = extra) -> np.ndarray:
-            base = features.encode(side.columns())
-            return np.concatenate([base, source_measurements(matrix, rows, sources)], axis=1) if extra else base
-
+    for name, x in (("lightgbm", base), ("lightgbm + sources", with_sources)):
         started = time.perf_counter()
-        booster, classes = boost_winners(x(train, sampled.train), train.time_ms, x(validation, sampled.validation),
-                                         validation.time_ms, options.lightgbm_config())
-        for side_name, side, rows in (("validation", validation, sampled.validation), ("test", test, sampled.test)):
-            p = np.zeros(side.time_ms.shape)
-            p[:, classes] = np.asarray(booster.predict(x(side, rows))).reshape(len(rows), -1)
+        booster, classes = boost_winners(x["train"], train.time_ms, x["validation"], validation.time_ms,
+                                         options.lightgbm_config())
+        # Validation probabilities only for the variant returned (the sources' one comes last and stays).
+        for side_name in ("validation", "test") if x is with_sources else ("test",):
+            p = np.zeros(sides[side_name][0].time_ms.shape)
+            p[:, classes] = np.asarray(booster.predict(x[side_name])).reshape(len(p), -1)
             probabilities[side_name] = p
         out[name] = {**closed(test.time_ms, probabilities["test"]), "seconds": time.perf_counter() - started}
     return out, probabilities
@@ -116,10 +120,8 @@ def ensemble_cell(matrix: RuntimeMatrix, sampled: Split, model_dir: str, lightgb
                                  descriptors=dataset_descriptors(side.metadata) if selector.reads_device else None)
         scores = np.full(side.time_ms.shape, -np.inf)
         scores[:, column[known]] = logits[:, known]
-        # A class LightGBM never saw gets a small probability instead of log 0, so the model can still pick it.
         measured = ~np.isnan(side.time_ms)
-        mixed[side_name] = (log_softmax_over(scores, measured),
-                            log_softmax_over(np.log(np.maximum(lightgbm[side_name], 1e-6)), measured),
+        mixed[side_name] = (log_softmax_over(scores, measured), lightgbm_log_softmax(lightgbm[side_name], measured),
                             side.time_ms)
 
     def figures(side_name: str, weight: float) -> dict[str, float]:
