@@ -32,6 +32,7 @@ import math
 
 import numba
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 #: Activation codes understood by the kernel, by the model's activation name.
 ACTIVATION_CODES = {"gelu": 0, "relu": 1, "silu": 2, "tanh": 3}
@@ -198,6 +199,14 @@ def _logits_many(cat_rows, numeric, value_rows, cat_table, num_scale, num_rows, 
                  head_weight, head_bias, nonlinear, direct, activation, eps, membership, out[i])
 
 
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """threadpoolctl's handle on the loaded BLAS libraries, SciPy's (the one ``np.dot`` calls in compiled code) among them."""
+    import scipy.linalg.cython_blas  # noqa: F401  (loaded first: a controller only sees libraries already loaded)
+
+    return ThreadpoolController()
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class GammaWeights:
     """A Γ-block model's pre-arranged float32 weights, as the kernel reads them.
@@ -260,13 +269,17 @@ class GammaWeights:
         """Logits ``float32 [n, K]`` of ``n`` problems on ``threads`` numba threads.
 
         ``cat_rows`` int64 ``[n, C]``; ``numeric`` float32 ``[n, N]`` standardised values;
-        ``value_rows`` int64 ``[n, N]``.
+        ``value_rows`` int64 ``[n, N]``.  BLAS runs single-threaded for the length of the call (restored after):
+        each numba thread already scores whole problems, and OpenBLAS threads started inside numba's OpenMP
+        region oversubscribe the cores (OpenBLAS warns on stderr, once per matmul, that this may hang) as soon
+        as the model is wide enough for OpenBLAS to split its matmuls (d = 256).
         """
         out = np.empty((numeric.shape[0], self.n_kernels), dtype=np.float32)
         previous = numba.get_num_threads()
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
         try:
-            _logits_many(cat_rows, numeric, value_rows, *self._arguments(self.num_scale), out)
+            with _blas_controller().limit(limits=1, user_api="blas"):
+                _logits_many(cat_rows, numeric, value_rows, *self._arguments(self.num_scale), out)
         finally:
             numba.set_num_threads(previous)
         return out

@@ -40,7 +40,7 @@ def random_model(encoder: FeatureEncoder, n_kernels: int = 7, seed: int = 0, **o
     torch.manual_seed(seed)
     n_values = encoder.n_values if any(encoder.value_vocabularies) else ()
     config = ModelConfig(n_categories=encoder.n_categories, n_numeric=len(encoder.numeric), n_kernels=n_kernels,
-                         n_values=n_values, dim=16, blocks=options.pop("blocks", 2), **options)
+                         n_values=n_values, dim=options.pop("dim", 16), blocks=options.pop("blocks", 2), **options)
     model = Reformer(config).eval()
     with torch.no_grad():
         for module in model.modules():
@@ -129,6 +129,30 @@ def test_logits_match_torch_for_every_architecture(problems, encoder, exact_enco
     np.testing.assert_allclose(batched, expected, atol=1e-5 * scale, rtol=0)
     np.testing.assert_allclose(one_by_one, expected[:100], atol=1e-5 * scale, rtol=0)
     np.testing.assert_array_equal(batched.argmax(1), expected.argmax(1))
+
+
+def test_a_wide_model_scores_a_batch_with_single_threaded_blas_and_restores_it(problems, encoder, capfd):
+    """At d = 256 OpenBLAS splits the blocks' matmuls over its own threads; started inside numba's parallel
+    region they oversubscribe the cores, and OpenBLAS says on stderr, once per matmul, that this may hang."""
+    from threadpoolctl import threadpool_info
+
+    from reformer.threads import torch_threads
+
+    import scipy.linalg.cython_blas  # noqa: F401  (the BLAS compiled np.dot calls, loaded before counting)
+
+    def blas_threads() -> dict[str, int]:
+        return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    trained = random_model(encoder, dim=256, blocks=3)
+    fast = FastReformer.from_trained(trained)
+    columns = problem_columns(problems)
+    expected = torch_logits(trained, columns)
+    before = blas_threads()
+    with torch_threads(2):  # numba threads for the batch; with one there is no parallel region
+        batched = fast.logits(encoder.encode(columns))
+    assert "OpenBLAS" not in capfd.readouterr().err
+    assert blas_threads() == before
+    np.testing.assert_allclose(batched, expected, atol=1e-5 * np.abs(expected).max(), rtol=0)
 
 
 def test_trained_model_picks_agree_on_every_problem(fit_result, matrix):
