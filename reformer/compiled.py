@@ -201,7 +201,7 @@ def _logits_many(cat_rows, numeric, value_rows, cat_table, num_scale, num_rows, 
 
 @functools.cache
 def _blas_controller() -> ThreadpoolController:
-    """threadpoolctl's handle on the loaded BLAS libraries, SciPy's (the one ``np.dot`` calls in compiled code) among them."""
+    """threadpoolctl's handle on the loaded BLAS libraries, among them SciPy's, which compiled ``np.dot`` calls."""
     import scipy.linalg.cython_blas  # noqa: F401  (loaded first: a controller only sees libraries already loaded)
 
     return ThreadpoolController()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_info
 
 from kernelbench.errors import InputError
 from kernelbench.problem import problem_2d
@@ -18,6 +19,7 @@ from reformer.features import FeatureEncoder
 from reformer.inference import FastReformer, problem_columns
 from reformer.model import ModelConfig, Reformer
 from reformer.store import TrainedModel
+from reformer.threads import torch_threads
 from tests.reformer.conftest import QUICK
 from tests.reformer.synthetic import synthetic_problems
 
@@ -134,10 +136,6 @@ def test_logits_match_torch_for_every_architecture(problems, encoder, exact_enco
 def test_a_wide_model_scores_a_batch_with_single_threaded_blas_and_restores_it(problems, encoder, capfd):
     """At d = 256 OpenBLAS splits the blocks' matmuls over its own threads; started inside numba's parallel
     region they oversubscribe the cores, and OpenBLAS says on stderr, once per matmul, that this may hang."""
-    from threadpoolctl import threadpool_info
-
-    from reformer.threads import torch_threads
-
     import scipy.linalg.cython_blas  # noqa: F401  (the BLAS compiled np.dot calls, loaded before counting)
 
     def blas_threads() -> dict[str, int]:
