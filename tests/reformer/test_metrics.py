@@ -143,6 +143,9 @@ def test_open_misses_script_splits_the_open_log_loss_of_a_saved_model(tmp_path):
         assert got["open_oracle_ratio"] == pytest.approx(want["open_oracle_ratio"], abs=1e-9)
         assert got["hit_rate"] == pytest.approx(want["open_hit_rate"], abs=1e-9)
         assert np.exp(-(got["misses_log_loss"] + got["hits_log_loss"])) == pytest.approx(want["open_oracle_ratio"])
+        misses = round((1 - got["hit_rate"]) * got["n_problems"])
+        assert sum(got["misses_by_recorded"].values()) == misses
+        assert all(1 <= int(recorded) <= 5 for recorded in got["misses_by_recorded"])  # five synthetic kernels
 
 
 def test_ensemble_script_mixes_the_model_and_lightgbm_and_weight_zero_is_the_model(tmp_path):
