@@ -41,13 +41,13 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_ensemble import WEIGHTS, lightgbm_log_softmax, log_softmax_over  # noqa: E402
+from benchmarks.bench_ensemble import (  # noqa: E402
+    WEIGHTS, closed_metrics, lightgbm_log_softmax, log_softmax_over)
 from kernelbench.devices import nearest_first  # noqa: E402
 from kernelbench.errors import InputError  # noqa: E402
 from reformer.baselines import FlatFeatures, boost_winners  # noqa: E402
 from reformer.data import RuntimeMatrix, load_matrix  # noqa: E402
 from reformer.evaluate import dataset_descriptors  # noqa: E402
-from reformer.metrics import ranking_metrics  # noqa: E402
 from reformer.splits import Split, sample_train  # noqa: E402
 from reformer.transfer import TransferOptions, resolve_targets, target_splits  # noqa: E402
 
@@ -67,12 +67,6 @@ def source_measurements(matrix: RuntimeMatrix, rows: np.ndarray, sources: list[s
         best[measured] = np.nanmin(times[measured], axis=1)
         blocks += [np.log(times / best[:, None]), np.log(best)[:, None]]
     return np.concatenate(blocks, axis=1).astype(np.float32)
-
-
-def closed(time_ms: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    """Closed-protocol top-1, oracle ratio (geometric mean) and Σ t_pick / Σ t_best."""
-    return ranking_metrics(time_ms, np.where(np.isnan(time_ms), -np.inf, scores), open_protocol=False,
-                           top_ks=(1,))["topk"]["1"]
 
 
 def lightgbm_cells(matrix: RuntimeMatrix, sampled: Split, sources: list[str], options: TransferOptions
@@ -100,7 +94,7 @@ def lightgbm_cells(matrix: RuntimeMatrix, sampled: Split, sources: list[str], op
             p = np.zeros(sides[side_name][0].time_ms.shape)
             p[:, classes] = np.asarray(booster.predict(x[side_name])).reshape(len(p), -1)
             probabilities[side_name] = p
-        out[name] = {**closed(test.time_ms, probabilities["test"]), "seconds": time.perf_counter() - started}
+        out[name] = {**closed_metrics(test.time_ms, probabilities["test"]), "seconds": time.perf_counter() - started}
     return out, probabilities
 
 
@@ -126,7 +120,7 @@ def ensemble_cell(matrix: RuntimeMatrix, sampled: Split, model_dir: str, lightgb
 
     def figures(side_name: str, weight: float) -> dict[str, float]:
         reformer_lp, lightgbm_lp, time_ms = mixed[side_name]
-        return closed(time_ms, (1 - weight) * reformer_lp + weight * lightgbm_lp)
+        return closed_metrics(time_ms, (1 - weight) * reformer_lp + weight * lightgbm_lp)
 
     weight = max(WEIGHTS, key=lambda w: figures("validation", w)["top1"])
     return {**figures("test", weight), "weight": weight, "seconds": 0.0}
