@@ -46,8 +46,9 @@ def main() -> None:
     args = parser.parse_args()
 
     selector = Selector.load(args.model_dir)
-    split = recorded_split(load_matrix(args.dataset).problems, selector.trained.info["split"])
-    matrix = load_matrix(args.dataset).subset(split.sides()[args.split])
+    dataset = load_matrix(args.dataset)
+    split = recorded_split(dataset.problems, selector.trained.info["split"])
+    matrix = dataset.subset(split.sides()[args.split])
     columns, applicable = matrix.columns(), matrix.applicable
     kernel_index = [selector.kernels.index(k) for k in matrix.kernels]
     fast = selector.fast.logits(selector.trained.encoder.encode(columns))[:, kernel_index]
