@@ -30,11 +30,11 @@ sys.path.insert(0, str(ROOT))
 
 from kernelbench.errors import InputError  # noqa: E402
 from reformer.baselines import LightGBMConfig, fit_lightgbm  # noqa: E402
-from reformer.data import load_matrix  # noqa: E402
+from reformer.data import RuntimeMatrix, load_matrix  # noqa: E402
 from reformer.evaluate import dataset_descriptors  # noqa: E402
 from reformer.metrics import ranking_metrics  # noqa: E402
 from reformer.selector import Selector  # noqa: E402
-from reformer.splits import recorded_split  # noqa: E402
+from reformer.splits import Split, recorded_split  # noqa: E402
 
 #: Weights of LightGBM's log-probability.
 WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
@@ -75,6 +75,18 @@ def figures(time_ms: np.ndarray, candidates: np.ndarray, mixed: np.ndarray) -> d
             "top1": closed["top1"], "oracle_ratio": closed["oracle_ratio"], "sum_ratio": closed["sum_ratio"]}
 
 
+def model_and_split(model_dir: str, dataset: str) -> tuple[Selector, RuntimeMatrix, Split]:
+    """The model of ``model_dir``, the dataset it was fitted on, and its split rebuilt from the model's
+    config.json.  Exits with one line when the dataset is not the model's (its split cannot be rebuilt)."""
+    selector = Selector.load(model_dir)
+    matrix = load_matrix(dataset)
+    try:
+        split = recorded_split(matrix.problems, selector.trained.info["split"])
+    except InputError as exc:
+        sys.exit(f"error: {exc}")
+    return selector, matrix, split
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir")
@@ -82,12 +94,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="LightGBM threads")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    selector = Selector.load(args.model_dir)
-    matrix = load_matrix(args.dataset)
-    try:
-        split = recorded_split(matrix.problems, selector.trained.info["split"])
-    except InputError as exc:
-        sys.exit(f"error: {exc}")
+    selector, matrix, split = model_and_split(args.model_dir, args.dataset)
     if tuple(selector.kernels) != tuple(matrix.kernels):
         sys.exit("error: the model's kernel vocabulary is not the dataset's (fit the model on this dataset)")
     lightgbm = fit_lightgbm(matrix, split, LightGBMConfig(threads=args.threads)).selector

@@ -32,20 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kernelbench.errors import InputError  # noqa: E402
-from reformer.data import RuntimeMatrix, load_matrix  # noqa: E402
+from benchmarks.bench_ensemble import model_and_split  # noqa: E402
 from reformer.metrics import best_of_ranked, ranked  # noqa: E402
-from reformer.selector import Selector  # noqa: E402
-from reformer.splits import recorded_split  # noqa: E402
-
-
-def split_of(selector: Selector, matrix: RuntimeMatrix) -> dict[str, np.ndarray]:
-    """The model's validation and test rows, rebuilt from the split recorded in its config.json."""
-    try:
-        split = recorded_split(matrix.problems, selector.trained.info["split"])
-    except InputError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    return {"validation": split.validation, "test": split.test}
 
 
 def main() -> None:
@@ -56,9 +44,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     figures: dict[str, dict[str, float]] = {}
-    matrix = load_matrix(args.dataset)
-    selector = Selector.load(args.model_dir)
-    for side, rows in split_of(selector, matrix).items():
+    selector, matrix, split = model_and_split(args.model_dir, args.dataset)
+    for side, rows in (("validation", split.validation), ("test", split.test)):
         part = matrix.subset(rows)
         columns = part.columns()
         scores = selector.logits(columns)

@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from reformer.data import NON_FIELD_COLUMNS, load_matrix
-from reformer.metrics import argmax_applicable
-from reformer.selector import Selector
-from reformer.splits import recorded_split
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_ensemble import model_and_split  # noqa: E402
+from reformer.data import NON_FIELD_COLUMNS  # noqa: E402
+from reformer.metrics import argmax_applicable  # noqa: E402
+from reformer.selector import Selector  # noqa: E402
 
 
 def torch_logits(selector: Selector, columns) -> np.ndarray:
@@ -45,9 +49,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    selector = Selector.load(args.model_dir)
-    dataset = load_matrix(args.dataset)
-    split = recorded_split(dataset.problems, selector.trained.info["split"])
+    selector, dataset, split = model_and_split(args.model_dir, args.dataset)
     matrix = dataset.subset(split.sides()[args.split])
     columns, applicable = matrix.columns(), matrix.applicable
     kernel_index = [selector.kernels.index(k) for k in matrix.kernels]
