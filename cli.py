@@ -23,6 +23,7 @@ from reformer.config import (
     ACTIVATIONS,
     BLOCKS,
     CANDIDATES,
+    MEMBERSHIP_TERMS,
     LABELS,
     PATHS,
     PRECISIONS,
@@ -506,6 +507,10 @@ def _parse_problem(text: str) -> dict[str, str]:
                    "(the paper's closed protocol).")
 @click.option("--membership-weight", type=float, default=_FIT.membership_weight, show_default=True,
               help="λ of the term that pushes unmeasured candidates down (with --candidates context).")
+@click.option("--membership-term", type=click.Choice(MEMBERSHIP_TERMS), default=_FIT.membership_term, show_default=True,
+              help="Form of that term: 'set', -log P(measured set) under the softmax over the candidates; 'pick', "
+                   "the best measured kernel's logit against the unmeasured candidates (no head start for problems "
+                   "with several measured kernels). Ignored with --membership-head, which has terms of its own.")
 @click.option("--membership-head/--no-membership-head", default=_FIT.membership_head, show_default=True,
               help="With --candidates context: a second logit per kernel learns whether it is measured for the "
                    "problem (binary cross-entropy over the candidates, weighted by λ), and kernels are ranked by "

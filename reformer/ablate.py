@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from kernelbench.errors import InputError, RunAborted
-from reformer.config import FitConfig
+from reformer.config import FitConfig, drop_neutral_membership
 from reformer.data import RuntimeMatrix, load_matrix
 from reformer.grid import STUDIES, TOP_KS, Variant, variants
 from reformer.splits import Split, SplitSpec, make_split
@@ -148,12 +148,7 @@ def make_cell(variant: Variant, seed: int, options: AblationOptions) -> Cell:
         config = LightGBMConfig(seed=seed, threads=threads, **({"n_estimators": quick.lightgbm_rounds} if quick else {}))
     else:
         return Cell(variant.kind, seed, {"fractions": list(options.fractions)})
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "threads"}
-    if getattr(config, "candidates", None) == "measured":
-        # As for FitConfig.as_dict: the closed training keeps the keys of cells computed before the option.
-        del settings["candidates"], settings["membership_weight"], settings["membership_head"]
-    elif getattr(config, "membership_head", None) is False:
-        del settings["membership_head"]
+    settings = drop_neutral_membership({k: v for k, v in dataclasses.asdict(config).items() if k != "threads"})
     settings.update(fractions=list(options.fractions), derived=list(base.derived))
     return Cell(variant.kind, seed, settings, config)
 

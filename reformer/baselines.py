@@ -35,7 +35,7 @@ from reformer.data import RuntimeMatrix
 from reformer.device_features import dataset_descriptors
 from reformer.features import DERIVED_TOKENS, FIELD_TOKENS, FeatureEncoder, derived_values
 from reformer.candidates import split_rule
-from reformer.config import MEMBERSHIP_WEIGHT
+from reformer.config import MEMBERSHIP_TERM, MEMBERSHIP_WEIGHT
 from reformer.metrics import argmax_applicable, oracle_picks, ranking_metrics, selection_metrics, static_order
 from reformer.model import membership_scores, soft_cross_entropy
 from reformer.splits import Split
@@ -179,6 +179,7 @@ class MLPConfig:
     threads: int = 1
     candidates: str = "context"
     membership_weight: float = MEMBERSHIP_WEIGHT
+    membership_term: str = MEMBERSHIP_TERM
     membership_head: bool = False
 
 
@@ -350,7 +351,8 @@ def _fit_mlp(matrix: RuntimeMatrix, split: Split, config: MLPConfig, *, derived:
         scores, membership = net.scores_and_membership(x[rows])
         return soft_cross_entropy(scores, target[rows], measured[rows],
                                   candidates=None if candidates is None else candidates[rows],
-                                  membership_weight=config.membership_weight, membership=membership)
+                                  membership_weight=config.membership_weight,
+                                  membership_term=config.membership_term, membership=membership)
 
     def validate() -> tuple[float, float]:
         with torch.inference_mode():

@@ -31,8 +31,14 @@ DEFAULT_MAX_STEPS = 8000
 TRANSFER_FRACTIONS = (0.01, 0.05, 0.1, 0.25)
 
 
-#: λ of the membership term (``--membership-weight``), shared by Reformer and the MLP baseline so that both are
-#: trained the same way; chosen on MI100's validation split with ``ratio_power`` 8 (docs/reformer.md).
+#: The membership term's forms (``--membership-term``, :func:`reformer.model.soft_cross_entropy`): ``set`` is
+#: -log P(measured set) under the softmax over the candidates, ``pick`` the best measured logit against the
+#: unmeasured candidates.
+MEMBERSHIP_TERMS = ("set", "pick")
+#: The membership term's form and weight λ (``--membership-term``, ``--membership-weight``), shared by Reformer
+#: and the MLP baseline so that both are trained the same way; chosen on MI100's validation split with
+#: ``ratio_power`` 8 (docs/reformer.md; ``pick`` is not the default: see "The pick term" there).
+MEMBERSHIP_TERM = "set"
 MEMBERSHIP_WEIGHT = 0.5
 
 
@@ -42,7 +48,8 @@ class FitConfig:
 
     Attributes (units in names): label formulation and sharpness; ``candidates``: the training softmax is
     normalised over the measured kernels (``measured``) or over the problem's candidates (``context``, with
-    the membership term weighted by ``membership_weight``, see :func:`reformer.model.soft_cross_entropy`);
+    the membership term weighted by ``membership_weight``, in the form ``membership_term`` (``set`` or ``pick``,
+    see :func:`reformer.model.soft_cross_entropy`; the membership head has terms of its own and ignores it));
     ``membership_head`` (with ``context`` only): a second logit u per kernel, trained by binary cross-entropy
     over the candidates to say whether the kernel was measured, and the score ``z + log σ(u)`` (see
     :mod:`reformer.model`), so the membership term no longer bends the ranking logits; ``membership_trunk``: its
@@ -64,6 +71,7 @@ class FitConfig:
     labels: str = "ratio"
     candidates: str = "context"
     membership_weight: float = MEMBERSHIP_WEIGHT
+    membership_term: str = MEMBERSHIP_TERM
     membership_head: bool = False
     membership_trunk: bool = True
     softmax_tau_ms: float = 1.0
@@ -99,6 +107,8 @@ class FitConfig:
             raise InputError(f"--labels {self.labels!r} is unknown; use one of {', '.join(LABELS)}")
         if self.candidates not in CANDIDATES:
             raise InputError(f"--candidates {self.candidates!r} is unknown; use one of {', '.join(CANDIDATES)}")
+        if self.membership_term not in MEMBERSHIP_TERMS:
+            raise InputError(f"--membership-term {self.membership_term!r} is unknown; use one of {', '.join(MEMBERSHIP_TERMS)}")
         if self.membership_weight < 0:
             raise InputError(f"--membership-weight must be >= 0, got {self.membership_weight}")
         if self.schedule not in SCHEDULES:
@@ -140,11 +150,24 @@ class FitConfig:
             # On one device there are no device tokens whatever the option says: leaving the default out keeps the
             # keys of single-device ablation cells computed before the option existed (docs/results/) valid.
             del data["device_tokens"]
-        if self.candidates == "measured":
-            # The closed-protocol training computes what models did before these options existed: leaving them
-            # out keeps the keys of ablation cells computed then (docs/results/) valid.
-            del data["candidates"], data["membership_weight"], data["membership_head"], data["membership_trunk"]
-        elif not self.membership_head:
-            # Likewise for the candidate training without the membership head (the cells computed before it).
-            del data["membership_head"], data["membership_trunk"]
-        return data
+        return drop_neutral_membership(data)
+
+
+def drop_neutral_membership(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` (a FitConfig's or MLPConfig's fields) without the membership options at the values every
+    model had before the option existed, so that the keys of ablation cells computed then (docs/results/) stay
+    valid; changed in place and returned.
+
+    The closed-protocol training (``candidates="measured"``) uses none of them; with the candidates, the
+    ``set`` term and no membership head are what models did before ``membership_term`` and the head existed.
+    """
+    if settings.get("candidates") == "measured":
+        for name in ("candidates", "membership_weight", "membership_term", "membership_head", "membership_trunk"):
+            settings.pop(name, None)
+        return settings
+    if settings.get("membership_term") == "set":
+        del settings["membership_term"]
+    if settings.get("membership_head") is False:
+        del settings["membership_head"]
+        settings.pop("membership_trunk", None)
+    return settings

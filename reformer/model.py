@@ -230,6 +230,7 @@ def soft_cross_entropy(
     *,
     candidates: torch.Tensor | None = None,
     membership_weight: float = 1.0,
+    membership_term: str = "set",
     membership: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean over problems of the training loss, each problem's term multiplied by ``weight`` [B] when given.
@@ -239,7 +240,10 @@ def soft_cross_entropy(
     [B, K]), ``membership_weight`` λ times ``-log P(the measured set)`` under the softmax over the candidates is
     added: ``logsumexp(candidates) - logsumexp(measured)``.  At λ = 1 the sum is exactly the cross-entropy of
     the softmax over the candidates with the label mass on the measured kernels; smaller λ keeps more of the
-    model's capacity on the order among the measured kernels.
+    model's capacity on the order among the measured kernels.  ``membership_term="pick"`` replaces that term
+    by ``softplus(logsumexp(unmeasured candidates) - max(measured))``: the measured kernels' best logit
+    against the unmeasured ones, without the ``log(number measured)`` head start the set term gives a
+    problem with several measured kernels (0 when every candidate was measured).
 
     With ``membership`` (the membership head's logits ``u`` [B, K]; ``logits`` are then its scores
     ``z + log σ(u)``), the candidate term is instead λ times the sum of two terms that train u (and the
@@ -263,6 +267,10 @@ def soft_cross_entropy(
         set_term = (torch.logsumexp(fixed_z.masked_fill(~candidates, float("-inf")), dim=1)
                     - torch.logsumexp(fixed_z.masked_fill(~applicable, float("-inf")), dim=1))
         per_problem = per_problem + membership_weight * (bce.masked_fill(~candidates, 0.0).sum(dim=1) + set_term)
+    elif candidates is not None and membership_term == "pick":
+        # A finite fill, not -inf: a problem without unmeasured candidates would otherwise get a NaN gradient.
+        unmeasured = torch.logsumexp(logits.masked_fill(~candidates | applicable, -1e4), dim=1)
+        per_problem = per_problem + membership_weight * F.softplus(unmeasured - masked.max(dim=1).values)
     elif candidates is not None:
         lse_candidates = torch.logsumexp(logits.masked_fill(~candidates, float("-inf")), dim=1)
         per_problem = per_problem + membership_weight * (lse_candidates - torch.logsumexp(masked, dim=1))

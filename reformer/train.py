@@ -313,6 +313,7 @@ def _fit(matrix: RuntimeMatrix, config: FitConfig, *, split: Split | None, top_k
                                   None if weight is None else weight[rows],
                                   candidates=None if candidates is None else candidates[rows],
                                   membership_weight=config.membership_weight,
+                                  membership_term=config.membership_term,
                                   membership=None if membership is None else membership.float())
 
     def validate() -> tuple[float, float]:

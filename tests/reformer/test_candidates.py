@@ -82,6 +82,27 @@ def test_membership_term_interpolates_between_the_closed_and_the_candidate_softm
     assert closed.item() < half < open_.item()
 
 
+def test_pick_term_weighs_the_best_measured_logit_against_the_unmeasured_without_a_head_start():
+    # Four measured kernels and one unmeasured candidate, all at the same logit: the set term is log(5/4) (the
+    # measured set holds 4/5 of the mass), the pick term log 2 (the best measured kernel against the unmeasured).
+    logits = torch.zeros(1, 6, requires_grad=True)
+    target = torch.tensor([[0.25, 0.25, 0.25, 0.25, 0.0, 0.0]])
+    measured = torch.tensor([[True, True, True, True, False, False]])
+    candidates = torch.tensor([[True, True, True, True, True, False]])
+    closed = soft_cross_entropy(logits, target, measured).item()
+    as_set = soft_cross_entropy(logits, target, measured, candidates=candidates, membership_term="set")
+    as_pick = soft_cross_entropy(logits, target, measured, candidates=candidates, membership_term="pick")
+    assert as_set.item() - closed == pytest.approx(np.log(5 / 4))
+    assert as_pick.item() - closed == pytest.approx(np.log(2))
+    as_pick.backward()
+    assert logits.grad[0, 4] == pytest.approx(0.5) and logits.grad[0, 5] == 0  # only candidates are pushed down
+    # Every candidate measured: the term is 0 and its gradient finite.
+    logits.grad = None
+    everything = soft_cross_entropy(logits, target, measured, candidates=measured, membership_term="pick")
+    everything.backward()
+    assert everything.item() == pytest.approx(closed) and torch.isfinite(logits.grad).all()
+
+
 def test_contexts_are_per_device_when_training_spans_devices_and_an_unknown_device_backs_off():
     train = [{**problem(filt=1), "device": "A"}, {**problem(filt=1), "device": "B"}]
     measured = np.array([[True, False, False], [False, True, False]])  # a1x1 recorded on A, b on B

@@ -189,7 +189,8 @@ def test_fit_choice_lists_are_fitconfigs():
     choices = {p.name: tuple(p.type.choices) for p in reformer.commands["fit"].params if isinstance(p.type, click.Choice)}
     assert choices == {"labels": config.LABELS, "paths": config.PATHS, "block": config.BLOCKS,
                        "activation": config.ACTIVATIONS, "schedule": config.SCHEDULES, "group_by": GROUPINGS,
-                       "precision": config.PRECISIONS, "candidates": config.CANDIDATES}
+                       "precision": config.PRECISIONS, "candidates": config.CANDIDATES,
+                       "membership_term": config.MEMBERSHIP_TERMS}
 
 
 def test_fit_refuses_an_unwritable_output_before_training(tmp_path):

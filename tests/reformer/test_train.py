@@ -85,7 +85,8 @@ def test_bfloat16_training_learns_and_keeps_float32_weights(matrix):
 
 
 def test_bad_options_are_input_errors():
-    for bad in ({"precision": "float16"}, {"ratio_power": 0}, {"labels": "rank"}, {"paths": "none"}, {"derived": ("magic",)}, {"epochs": 0}):
+    for bad in ({"precision": "float16"}, {"ratio_power": 0}, {"labels": "rank"}, {"paths": "none"}, {"derived": ("magic",)}, {"epochs": 0},
+                {"membership_term": "max"}, {"membership_weight": -1}):
         with pytest.raises(InputError):
             FitConfig(**bad)
 
@@ -130,6 +131,9 @@ def test_fit_options_keep_the_keys_of_earlier_cells():
     old_context = FitConfig(candidates="context", membership_head=False).as_dict()
     assert not {"membership_head", "membership_trunk"} & set(old_context) and old_context["membership_weight"] == MEMBERSHIP_WEIGHT
     assert FitConfig(candidates="context", membership_head=True).as_dict()["membership_head"] is True
+    assert "membership_term" not in FitConfig(membership_term="set").as_dict()
+    assert "membership_term" not in FitConfig(candidates="measured", membership_term="pick").as_dict()
+    assert FitConfig(membership_term="pick").as_dict()["membership_term"] == "pick"
 
 
 @pytest.mark.parametrize("candidates", ["context", "measured"])
