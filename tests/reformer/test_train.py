@@ -155,3 +155,24 @@ def test_membership_head_fit_scores_with_its_own_rule(matrix, candidates):
         plain = fit(small, dataclasses.replace(config, membership_head=False))
         np.testing.assert_array_equal(plain.selector.logits(small.columns()), fast)
         assert result.trained.info["fit"] == plain.trained.info["fit"]
+
+
+@pytest.mark.parametrize("term", ["set", "pick"])
+def test_reformer_and_the_mlp_train_with_the_configured_membership_term(monkeypatch, matrix, term):
+    """--membership-term reaches the loss of both Reformer and the MLP baseline (one constant for both)."""
+    from reformer import baselines, model, train
+    from reformer.baselines import MLPConfig, fit_mlp
+
+    seen: list[str] = []
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs["membership_term"])
+        return model.soft_cross_entropy(*args, **kwargs)
+
+    monkeypatch.setattr(train, "soft_cross_entropy", recording)
+    monkeypatch.setattr(baselines, "soft_cross_entropy", recording)
+    small = matrix.subset(np.arange(200))
+    fit(small, dataclasses.replace(QUICK, epochs=1, membership_term=term))
+    fit_mlp(small, make_split(small.problems, SplitSpec(seed=0)), MLPConfig(epochs=1, membership_term=term))
+    assert seen and set(seen) == {term}
+    assert MLPConfig().membership_term == FitConfig().membership_term
