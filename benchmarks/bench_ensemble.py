@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -87,24 +88,39 @@ def model_and_split(model_dir: str, dataset: str) -> tuple[Selector, RuntimeMatr
     return selector, matrix, split
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def model_parser(doc: str) -> argparse.ArgumentParser:
+    """The command line every model-and-dataset analysis here shares: MODEL_DIR DATASET [--json FILE]."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("model_dir")
     parser.add_argument("dataset", help="the dataset the model was fitted on")
-    parser.add_argument("--threads", type=int, default=2, help="LightGBM threads")
     parser.add_argument("--json", help="also write the figures to this file")
+    return parser
+
+
+def scored_sides(selector: Selector, matrix: RuntimeMatrix,
+                 split: Split) -> Iterator[tuple[str, RuntimeMatrix, dict[str, np.ndarray], np.ndarray, np.ndarray]]:
+    """Per side of the split ("validation", then "test"): its rows, their problem columns, the candidates of the
+    model's rule and the model's logits ([n, n_kernels]), with the dataset's device descriptors where the model
+    reads the device."""
+    for name, rows in (("validation", split.validation), ("test", split.test)):
+        part = matrix.subset(rows)
+        columns = part.columns()
+        descriptors = dataset_descriptors(part.metadata) if selector.reads_device else None
+        candidates, _ = selector.candidates(columns, descriptors=descriptors)
+        yield name, part, columns, candidates, selector.logits(columns, descriptors=descriptors)
+
+
+def main() -> None:
+    parser = model_parser(__doc__)
+    parser.add_argument("--threads", type=int, default=2, help="LightGBM threads")
     args = parser.parse_args()
     selector, matrix, split = model_and_split(args.model_dir, args.dataset)
     if tuple(selector.kernels) != tuple(matrix.kernels):
         sys.exit("error: the model's kernel vocabulary is not the dataset's (fit the model on this dataset)")
     lightgbm = fit_lightgbm(matrix, split, LightGBMConfig(threads=args.threads)).selector
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for side_name, rows in (("validation", split.validation), ("test", split.test)):
-        side = matrix.subset(rows)
-        columns = side.columns()
-        descriptors = dataset_descriptors(side.metadata) if selector.reads_device else None
-        candidates, _ = selector.candidates(columns, descriptors=descriptors)
-        reformer_lp = log_softmax_over(selector.logits(columns, descriptors=descriptors), candidates)
+    for side_name, side, columns, candidates, logits in scored_sides(selector, matrix, split):
+        reformer_lp = log_softmax_over(logits, candidates)
         lightgbm_lp = lightgbm_log_softmax(lightgbm.scores(columns, np.ones_like(candidates)), candidates)
         out[side_name] = {str(w): figures(side.time_ms, candidates, (1 - w) * reformer_lp + w * lightgbm_lp)
                           for w in WEIGHTS}

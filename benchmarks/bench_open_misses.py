@@ -22,7 +22,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -32,31 +31,24 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_ensemble import model_and_split  # noqa: E402
+from benchmarks.bench_ensemble import model_and_split, model_parser, scored_sides  # noqa: E402
 from reformer.metrics import best_of_ranked, ranked  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model_dir")
-    parser.add_argument("dataset", help="the dataset the model was fitted on")
+    parser = model_parser(__doc__)
     parser.add_argument("--target", type=float, default=0.985, help="open oracle ratio to budget for")
-    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     figures: dict[str, dict[str, float]] = {}
     selector, matrix, split = model_and_split(args.model_dir, args.dataset)
-    for side, rows in (("validation", split.validation), ("test", split.test)):
-        part = matrix.subset(rows)
-        columns = part.columns()
-        scores = selector.logits(columns)
-        candidates = selector.candidates(columns)[0]
+    for side, part, _, candidates, scores in scored_sides(selector, matrix, split):
         time_ms = part.time_ms
+        n = part.n_problems
         t_best, t_slowest = np.nanmin(time_ms, axis=1), np.nanmax(time_ms, axis=1)
         open_pick = best_of_ranked(time_ms, ranked(np.where(candidates, scores, -np.inf), 1))
         closed_pick = best_of_ranked(time_ms, ranked(np.where(np.isnan(time_ms), -np.inf, scores), 1))
         hit = ~np.isnan(open_pick)
         loss = -np.log(t_best / np.where(hit, open_pick, t_slowest))
-        n = len(rows)
         misses_part, hits_part = loss[~hit].sum() / n, loss[hit].sum() / n
         miss_cost = loss[~hit].mean() if (~hit).any() else float("nan")
         allowed = max((-np.log(args.target) - hits_part) / miss_cost, 0.0)
