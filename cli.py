@@ -678,7 +678,8 @@ def _init_model(ctx: click.Context, init_dir: str, config: FitConfig):
     for name in ARCHITECTURE_FIELDS:
         given = ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)
         if given and getattr(config, name) != fields[name]:
-            value = ",".join(fields[name]) if name == "derived" else fields[name]
+            value = {True: "on", False: "off"}.get(fields[name], fields[name]) if isinstance(fields[name], bool) \
+                else ",".join(fields[name]) if name == "derived" else fields[name]
             raise InputError(f"--{name.replace('_', '-')} differs from the --init model's ({value}); a fine-tuned "
                              "model keeps its init model's architecture and tokens, so leave the option out")
     return init

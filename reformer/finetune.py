@@ -3,7 +3,7 @@
 A fine-tuned model starts from another model's weights and keeps:
 
 * its architecture (``dim``, ``blocks``, ``block``, ``paths``, ``activation``) and token design
-  (``derived``, ``exact_values``): :func:`init_config` takes them from the model, whatever the
+  (``derived``, ``exact_values``, ``device_tokens``): :func:`init_config` takes them from the model, whatever the
   :class:`~reformer.config.FitConfig` says;
 * its feature encoder: the normalisation (mean, std of every numeric token) and the categorical and
   exact-value vocabularies learnt on the model's own training data, so every token means what it meant;
@@ -38,7 +38,8 @@ from reformer.model import Reformer
 from reformer.store import TrainedModel
 
 #: FitConfig fields a fine-tuned model takes from its init model (architecture and token design).
-ARCHITECTURE_FIELDS = ("dim", "blocks", "block", "paths", "activation", "membership_head", "derived", "exact_values")
+ARCHITECTURE_FIELDS = ("dim", "blocks", "block", "paths", "activation", "membership_head", "derived", "exact_values",
+                       "device_tokens")
 
 
 def init_fields(init: TrainedModel) -> dict[str, Any]:
@@ -50,6 +51,8 @@ def init_fields(init: TrainedModel) -> dict[str, Any]:
                            for name in ("dim", "blocks", "block", "paths", "activation", "membership_head")}
     out["derived"] = tuple(saved.get("derived", FitConfig().derived))
     out["exact_values"] = int(saved.get("exact_values", FitConfig().exact_values if network.n_values else 0))
+    # Whether the model has device tokens, not the option it was fitted with: on one device it has none either way.
+    out["device_tokens"] = bool(init.encoder.device_tokens)
     return out
 
 

@@ -154,6 +154,11 @@ def test_cli_fine_tunes_and_reports_the_sample(tmp_path):
     assert info["train_sample"] == {"problems": 30, "of": 120, "seed": 0}  # 25 % of the 80 % train split of 150
     assert info["init"]["added_kernels"] == ["winograd"]
     assert load_model(tmp_path / "tuned").kernels[-1] == "winograd"
+    # The init model reads the device: a fine-tuned model keeps its device tokens, and says so.
+    assert load_model(tmp_path / "tuned").encoder.device_tokens and info["fit"].get("device_tokens", True)
+    one_line_error(run("fit", tmp_path / "tgt.parquet", "-o", tmp_path / "x", "--init", tmp_path / "src",
+                       "--no-device-tokens", *small), "--device-tokens", "(on)")
+    assert not (tmp_path / "x").exists()
     for value in (0, -0.1, 1.5):
         one_line_error(run("fit", tmp_path / "tgt.parquet", "-o", tmp_path / "x", "--train-fraction", value, *small),
                        "--train-fraction", "(0, 1]")
