@@ -791,9 +791,7 @@ def reformer_select(model_dir: str, problem: str, applicable: str | None, top: i
     selector = Selector.load(model_dir, descriptors=descriptors)
     names = None if applicable is None else [k.strip() for k in applicable.split(",") if k.strip()]
     fields = _parse_problem(problem)
-    seen = True
-    if names is None:
-        seen = selector.candidate_mask(selector_problem(fields), device=device)[1]
+    seen = selector.context_seen(selector_problem(fields), device=device)
     ranked = selector.select(fields, applicable=names, top=top or len(selector.kernels), device=device)
     borrowed_from = selector.borrowed_order(selector_problem(fields), device)[1] or None
     if borrowed_from is not None:
@@ -804,9 +802,13 @@ def reformer_select(model_dir: str, problem: str, applicable: str | None, top: i
         click.echo(f"ignored kernel(s) unknown to the model: {', '.join(unknown)}", err=True)
     if not seen:
         click.echo("warning: the model never saw a training problem of this problem's context "
-                   f"({selector.rule.describe({**selector_problem(fields).as_row(), 'device': device})}); its "
-                   "candidates come from a coarser context, or, on a device it never trained on, from what the "
-                   "nearest training device recorded, and the ranking is less reliable", err=True)
+                   f"({selector.rule.describe({**selector_problem(fields).as_row(), 'device': device})}); "
+                   + ("the kernels --applicable names are ranked" if names is not None else
+                      "its candidates are the kernels whose own applicability check accepts it"
+                      if selector.rule.kind == "applies" else
+                      "its candidates come from a coarser context, or, on a device it never trained on, from what "
+                      "the nearest training device recorded")
+                   + ", and the ranking is less reliable", err=True)
     if as_json:
         click.echo(json.dumps({"ranked": [{"kernel": k, "probability": p} for k, p in ranked],
                                "candidates": "applicable" if names is not None else selector.rule.kind,
@@ -853,15 +855,21 @@ def selector_problem(fields: dict[str, str]):
 
 # ---------------------------------------------------------------- reformer ablate
 
+# Light (no torch), so --help stays fast; the study names and the k of the top-k metrics are defined there once.
+from reformer.grid import STUDIES as ABLATION_STUDIES, TOP_KS as ABLATION_TOP_KS  # noqa: E402
 
-@reformer.command("ablate")
+
+@reformer.command("ablate", help=(
+    "Run the ablation studies and baselines on DATASET; write results.parquet, report.md and plots.  Every cell is "
+    "scored under both protocols (closed: the pick among the measured kernels; open: the best-ranked candidate of "
+    f"the candidate rule), with top-k for k = {', '.join(map(str, ABLATION_TOP_KS))}."))
 @click.argument("dataset", type=click.Path(dir_okay=False, path_type=str))
 @click.option("-o", "--output", "report_dir", required=True, type=click.Path(file_okay=False),
               help="Report directory; re-running the same command resumes (finished cells are read back).")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Number of seeds (0..N-1); each is one split and one initialisation for every cell.")
 @click.option("--studies", default="all", show_default=True,
-              help="Comma-separated subset of: labels, paths, blocks, block-type, noise, baselines.")
+              help=f"Comma-separated subset of: {', '.join(ABLATION_STUDIES)}.")
 @click.option("--quick", is_flag=True, help="Seeded subsample and short training (whole grid in minutes).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Training epochs of every Reformer cell  [default: reformer fit's, or --quick's].  Fewer make "
@@ -874,7 +882,6 @@ def selector_problem(fields: dict[str, str]):
               help="Compute nothing: write the report from the cells finished so far (e.g. while the grid runs).")
 def reformer_ablate(dataset: str, report_dir: str, seeds: int, studies: str, quick: bool, epochs: int | None,
                     jobs: int, threads: int, progress: bool, report_only: bool) -> None:
-    """Run the ablation studies and baselines on DATASET; write results.parquet, report.md and plots."""
     import shlex
 
     # A terminated grid (kill, a job scheduler's time limit) ends like Ctrl-C: finished cells are already

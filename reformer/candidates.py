@@ -6,7 +6,10 @@ cannot be told which kernels were measured for it.  The rule, saved with the
 model, answers from the problem's fields alone:
 
 * ``applies`` (datasets swept by kernelbench's own backends): the kernels of the
-  model's vocabulary whose own ``applies`` accepts the problem.
+  model's vocabulary whose own ``applies`` accepts the problem.  The rule also
+  keeps the training problems' contexts at :data:`APPLIES_SEEN_LEVEL`, only to
+  say whether a problem's context was seen (rules saved before it kept them
+  call every context seen).
 * ``context`` (imported data such as MIOpen find-dbs, where applicability is
   unknown): the kernels recorded for at least one *training* problem with the
   same context.  A context is a tuple of coarse problem properties (direction,
@@ -61,6 +64,11 @@ CONTEXT_LEVELS: tuple[tuple[str, ...], ...] = (
     ("direction", "dtype", "layout", "spatial_dims", "group_kind", "filter_shape", "stride_shape", "dilation_shape",
      "pad_shape"),
 )
+
+#: For an ``applies`` rule, the level (an index into :data:`CONTEXT_LEVELS`) whose training contexts decide
+#: whether a problem's context was seen: direction, dtype, layout, spatial dims and grouping.  Finer levels would
+#: call every new filter shape unseen, which the kernels' own ``applies`` handles.
+APPLIES_SEEN_LEVEL = 2
 
 #: The problem fields :func:`context_columns` reads.
 CONTEXT_INPUTS = ("direction", "dtype", "layout", "spatial_dims", "groups", "in_channels",
@@ -200,9 +208,11 @@ class CandidateRule:
 
     def describe(self, row: Mapping[str, Any]) -> str:
         """One problem's context at the chosen level, e.g. ``direction=fwd, dtype=bf16`` (for messages)."""
-        if self.kind != "context":
-            return f"the {self.backend} kernels' own applicability"
         props = context_columns({k: [v] for k, v in row.items()})
+        if self.kind != "context":
+            own = f"candidates by the {self.backend} kernels' own applicability"
+            return ", ".join([*(f"{name}={props[name][0]}" for name in self.levels[0]), own]) \
+                if self.kernels_by_level else own
         parts = [f"{name}={props[name][0]}" for name in self.levels[self.level]]
         device = props[DEVICE_PROPERTY][0]
         if device and self.devices and device not in self.devices:
@@ -310,7 +320,16 @@ class CandidateRule:
         for i in range(n):
             problem = ConvProblem.from_mapping({f: _plain(v[i] if len(v) > 1 else v[0]) for f, v in arrays.items()})
             mask[i] = self.applies_mask(problem, kernels)
-        return mask, np.ones(n, dtype=bool)
+        return mask, self.applies_seen(columns)
+
+    def applies_seen(self, columns: Mapping[str, Any]) -> np.ndarray:
+        """For an ``applies`` rule: bool ``[n]``, whether each problem's context (its one saved level) was seen in
+        training; all True for a rule saved without contexts."""
+        n = max(np.asarray(v).reshape(-1).shape[0] for v in columns.values())
+        if not self.kernels_by_level:
+            return np.ones(n, dtype=bool)
+        table = self.kernels_by_level[0]
+        return np.array([key in table for key in context_keys(context_columns(columns), self.levels[0])], dtype=bool)
 
     def applies_mask(self, problem: Any, kernels: Sequence[str]) -> np.ndarray:
         """For an ``applies`` rule: bool ``[len(kernels)]``, the kernels whose own ``applies`` accepts the
@@ -368,9 +387,11 @@ def fit_rule(
         metadata: the dataset's metadata (decides ``applies`` against ``context``).
     """
     kind, backend = rule_kind(metadata or {})
-    if kind == "applies":
-        return CandidateRule(kind="applies", backend=backend)
     props = context_columns(train_columns)
+    if kind == "applies":
+        level = CONTEXT_LEVELS[APPLIES_SEEN_LEVEL]
+        return CandidateRule(kind="applies", backend=backend, levels=(level,),
+                             kernels_by_level=(_tables(props, train_measured, kernels, level),))
     tables = tuple(_tables(props, train_measured, kernels, level) for level in CONTEXT_LEVELS)
     devices = tuple(sorted(set(props[DEVICE_PROPERTY].tolist()) - {""}))
     device_tables = (tuple(_tables(props, train_measured, kernels, (DEVICE_PROPERTY, *level))
@@ -476,7 +497,7 @@ def rule_from_info(info: Mapping[str, Any], *, model_dir: str | None = None) -> 
         dataset = (info.get("dataset") or {}).get("metadata", {}).get("path") or "DATASET"
         raise InputError(f"model{where} has no candidate rule (it was written by an older reformer), so it cannot "
                          f"rank kernels without a list of applicable ones; refit it: reformer fit {dataset} -o "
-                         f"{model_dir or 'MODEL_DIR'}  (or pass --applicable)")
+                         f"{model_dir or 'MODEL_DIR'}")
     return CandidateRule.from_json(data)
 
 

@@ -28,7 +28,7 @@ from kernelbench.devices import DeviceDescriptor
 from kernelbench.errors import InputError
 from kernelbench.problem import ConvProblem
 from reformer.borrowed import Borrowed, borrow_scores, first_order, sources
-from reformer.candidates import CandidateRule, rule_from_info
+from reformer.candidates import CONTEXT_INPUTS, CandidateRule, rule_from_info
 from reformer.inference import FastReformer
 from reformer.store import TrainedModel, load_model
 
@@ -65,6 +65,7 @@ class Selector:
         self.fast = FastReformer.from_trained(trained, descriptors)
         self.rule: CandidateRule = rule_from_info(trained.info, model_dir=model_dir)
         self._masks: dict[tuple[Any, ...], tuple[np.ndarray, bool]] = {}
+        self._seen: dict[tuple[Any, ...], bool] = {}
         self._sources: dict[str, list[str]] = {}
 
     @classmethod
@@ -121,19 +122,50 @@ class Selector:
         """
         if self.rule.kind == "applies":  # the kernels' own applies, on the problem itself
             problem = problem if isinstance(problem, ConvProblem) else ConvProblem.from_mapping(problem)
-            return self.rule.applies_mask(problem, self.kernels), True
-        row = problem.as_row() if isinstance(problem, ConvProblem) else problem
-        if device is not None:
-            row = {**row, "device": device}
-        key = self.rule.cache_key(row)
-        if key is None or key not in self._masks:
-            mask, seen = self.rule.masks({k: [v] for k, v in row.items()}, self.kernels, descriptors=self.fast.descriptors)
-            if key is None:
-                return mask[0], bool(seen[0])
-            if len(self._masks) >= MASK_CACHE_SIZE:
-                self._masks.clear()
-            self._masks[key] = (mask[0], bool(seen[0]))
-        return self._masks[key]
+            mask, seen = self.rule.applies_mask(problem, self.kernels), self._applies_seen(problem)
+        else:
+            row = problem.as_row() if isinstance(problem, ConvProblem) else problem
+            if device is not None:
+                row = {**row, "device": device}
+            key = self.rule.cache_key(row)
+            if key not in self._masks:
+                masks, seens = self.rule.masks({k: [v] for k, v in row.items()}, self.kernels,
+                                               descriptors=self.fast.descriptors)
+                if len(self._masks) >= MASK_CACHE_SIZE:
+                    self._masks.clear()
+                self._masks[key] = (masks[0], bool(seens[0]))
+            mask, seen = self._masks[key]
+        if not mask.any():
+            row = problem.as_row() if isinstance(problem, ConvProblem) else problem
+            raise InputError(f"no kernel of the model is a candidate for this problem ({self.rule.describe(row)}); "
+                             f"it knows: {', '.join(self.kernels)}")
+        return mask, seen
+
+    def _applies_seen(self, problem: ConvProblem) -> bool:
+        """For an ``applies`` rule: whether the problem's context was seen in training (cached per context)."""
+        row = problem.as_row()
+        key = tuple(row.get(name) for name in CONTEXT_INPUTS)
+        if key not in self._seen:
+            if len(self._seen) >= MASK_CACHE_SIZE:
+                self._seen.clear()
+            self._seen[key] = bool(self.rule.applies_seen({k: [v] for k, v in row.items()})[0])
+        return self._seen[key]
+
+    def context_seen(self, problem: ProblemLike, *, device: str | None = None) -> bool:
+        """Whether the model saw a training problem of ``problem``'s context (:meth:`candidate_mask`'s flag);
+        False too where the model has no candidate for it (e.g. a direction it never saw), so that a caller
+        naming the applicable kernels itself is still told.
+
+        Raises:
+            InputError: the problem is invalid.
+        """
+        problem = problem if isinstance(problem, ConvProblem) else ConvProblem.from_mapping(problem)
+        if self.rule.kind == "applies":
+            return self._applies_seen(problem)
+        try:
+            return self.candidate_mask(problem, device=device)[1]
+        except InputError:  # the problem is valid (parsed above): its direction was never seen, or nothing applies
+            return False
 
     def logits(self, columns: Mapping[str, Any], *,
                descriptors: Mapping[str, DeviceDescriptor] | None = None) -> np.ndarray:

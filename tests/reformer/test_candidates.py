@@ -65,8 +65,15 @@ def test_kernelbench_sweeps_use_each_kernels_own_applies():
     full = {"batch": 1, "in_channels": 4, "out_channels": 4, "in_h": 8, "in_w": 8, "filter_h": 3, "filter_w": 3}
     mask, _ = rule.masks({k: [v] for k, v in {**full, "filter_h": 1, "filter_w": 1}.items()}, rule_kernels := ("numpy_gemm_1x1", "torch_im2col"))
     assert mask.tolist() == [[True, True]]
-    mask, _ = rule.masks({k: [v] for k, v in full.items()}, rule_kernels)
-    assert mask.tolist() == [[False, True]]
+    mask, seen = rule.masks({k: [v] for k, v in full.items()}, rule_kernels)
+    assert mask.tolist() == [[False, True]] and seen.tolist() == [True]
+    # The rule keeps the training contexts only to flag new ones: bf16 was never trained on, applies still decide.
+    mask, seen = rule.masks({k: [v] for k, v in {**full, "dtype": "bf16"}.items()}, rule_kernels)
+    assert mask.tolist() == [[False, True]] and seen.tolist() == [False]
+    assert CandidateRule.from_json(rule.to_json()).applies_seen({"dtype": ["bf16", "fp32"]}).tolist() == [False, True]
+    # A rule saved before it kept contexts calls every context seen.
+    older = CandidateRule.from_json({"kind": "applies", "backend": "cpu"})
+    assert older.masks({k: [v] for k, v in {**full, "dtype": "bf16"}.items()}, rule_kernels)[1].tolist() == [True]
 
 
 def test_membership_term_interpolates_between_the_closed_and_the_candidate_softmax():

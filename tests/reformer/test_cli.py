@@ -178,6 +178,7 @@ def test_a_model_without_a_candidate_rule_says_how_to_refit(fitted, tmp_path):
         result = run(*args)
         assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
         assert "no candidate rule" in result.output and f"-o {old}" in result.output
+        assert "--applicable" not in result.output  # which fails the same way: the model cannot be loaded
 
 
 def test_fit_choice_lists_are_fitconfigs():
@@ -277,3 +278,51 @@ def test_a_model_of_two_devices_offers_each_device_its_own_kernels(tmp_path):
                "--min-steps", 0, "--dim", 16, "--blocks", 1, "--batch-size", 64, "--threads", 1, "--quiet",
                "--no-device-tokens")
     assert "test = problems with device in {other}" in held.output and "test 200" in held.output
+
+
+@pytest.fixture(scope="module")
+def cpu_fitted(tmp_path_factory):
+    """A model of a kernelbench CPU sweep (forward fp32 only): its candidate rule is the kernels' own applies."""
+    import polars as pl
+
+    from kernelbench import schema
+    from tests.reformer.synthetic import synthetic_frame
+
+    root = tmp_path_factory.mktemp("cpu")
+    names = {"direct": "onednn_nchw", "gemm": "torch_im2col", "winograd": "numpy_winograd_f2x2_3x3",
+             "gemm_1x1": "numpy_gemm_1x1", "fft": "numpy_fft"}
+    frame = synthetic_frame(200, seed=4, directions=("fwd",)).with_columns(pl.col("kernel").replace(names))
+    schema.write_dataset(frame, root / "cpu.parquet",
+                         {"source": "kernelbench-sweep", "devices": {"synthetic": [{"backend": "cpu"}]}})
+    result = run("fit", root / "cpu.parquet", "-o", root / "model", "--epochs", 1, "--min-steps", 0, "--dim", 8,
+                 "--blocks", 1, "--threads", 1, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert json.loads((root / "model" / "config.json").read_text())["candidates"]["kind"] == "applies"
+    return root
+
+
+def test_select_with_an_applies_rule_flags_an_unseen_context_and_refuses_a_problem_nothing_applies_to(cpu_fitted):
+    model = cpu_fitted / "model"
+    seen = run("select", model, "--problem", PROBLEM, "--json")
+    assert seen.exit_code == 0 and json.loads(seen.stdout)["context_seen"] is True and "warning" not in seen.stderr
+    assert json.loads(seen.stdout)["candidates"] == "applies"
+    # Grouped convolutions were never swept: the kernels' own applies still decide, and the output says so.
+    grouped = run("select", model, "--problem", PROBLEM + ",groups=2", "--json")
+    assert grouped.exit_code == 0, grouped.output
+    assert json.loads(grouped.stdout)["context_seen"] is False
+    assert "never saw a training problem" in grouped.stderr and "own applicability check" in grouped.stderr
+    # Naming the applicable kernels does not hide that the context is new.
+    named = run("select", model, "--problem", PROBLEM + ",groups=2", "--applicable", "torch_im2col", "--json")
+    assert json.loads(named.stdout)["context_seen"] is False and "never saw" in named.stderr
+    # No CPU kernel computes a backward pass: one line, exit 2, not a traceback.
+    backward = run("select", model, "--problem", PROBLEM.replace("direction=fwd", "direction=bwd_data"))
+    assert backward.exit_code == 2 and len(backward.output.strip().splitlines()) == 1
+    assert "no kernel of the model is a candidate" in backward.output and "direction=bwd_data" in backward.output
+
+
+def test_select_applicable_still_flags_a_context_rule_s_unseen_context(fitted):
+    root, _ = fitted
+    result = run("select", root / "model", "--problem", PROBLEM.replace("dtype=fp32", "dtype=bf16"),
+                 "--applicable", "gemm,direct", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["context_seen"] is False and "never saw" in result.stderr
