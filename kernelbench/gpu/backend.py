@@ -4,7 +4,7 @@ Implements :class:`kernelbench.backends.Backend`.  Construct it only after
 :func:`kernelbench.gpu.detect.detect_cuda` reported a usable device
 (:func:`kernelbench.backends.resolve_backend` does).  The device description
 is built by pure functions (:func:`device_metadata`, :func:`device_label`)
-from CuPy's property dict, so it is tested with fake properties.
+from CuPy's property and attribute dicts, so it is tested with fake ones.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def device_metadata(
     runtime_version: int,
     cupy_version: str,
     flush_bytes: int,
+    attributes: Mapping[str, Any],
     clocks: Mapping[str, Any] | None = None,
     libraries: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
@@ -44,7 +45,14 @@ def device_metadata(
     ``props`` is ``cupy.cuda.runtime.getDeviceProperties(device_index)``; its ``name`` is bytes.
     Properties that CUDA 13 dropped from ``cudaDeviceProp`` (``clockRate``, ``memoryClockRate``)
     are recorded when present and left out otherwise.
+
+    ``attributes`` is ``cupy.cuda.Device(device_index).attributes``.  ``descriptor`` is the device's
+    descriptor (:func:`kernelbench.gpu.descriptor.recorded_descriptor`: the package table's entry, else
+    one built from the attributes) as :meth:`~kernelbench.devices.DeviceDescriptor.as_dict` gives it, or
+    ``None`` with the reason in ``descriptor_error``; exported datasets carry it under ``devices``, where
+    reformer finds it (:func:`reformer.device_features.dataset_descriptors`).
     """
+    from kernelbench.gpu.descriptor import recorded_descriptor
     from kernelbench.device import library_versions
 
     meta: dict[str, Any] = {
@@ -69,6 +77,10 @@ def device_metadata(
             meta[name] = int(props[key])
     if clocks:
         meta["clocks_at_start"] = dict(clocks)
+    found, why = recorded_descriptor(device_label(meta), props, attributes)
+    meta["descriptor"] = None if found is None else found.as_dict()
+    if why is not None:
+        meta["descriptor_error"] = why
     return meta
 
 
@@ -123,6 +135,7 @@ class CudaBackend:
             runtime_version=runtime.runtimeGetVersion(),
             cupy_version=str(cupy.__version__),
             flush_bytes=self._flusher.nbytes,
+            attributes=self._device.attributes,
             clocks=clocks,
             libraries=_optional_library_versions(),
         )

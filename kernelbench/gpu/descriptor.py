@@ -6,6 +6,10 @@ not device attributes: they are SMs x clock x the per-SM rate of the compute
 capability, from NVIDIA's architecture whitepapers (:data:`PER_SM_PER_CLOCK`).
 The mapping is a pure function (:func:`descriptor_from_attributes`), so it is
 tested with a fake attribute dict.
+
+A CUDA run records a descriptor in its device metadata (:func:`recorded_descriptor`, called by
+:func:`kernelbench.gpu.backend.device_metadata`), so a dataset swept on a GPU carries it as
+``device.descriptor`` like an imported one and needs no table entry.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kernelbench.devices import FORMAT_DOC, DeviceDescriptor
+from kernelbench.devices import FORMAT_DOC, DeviceDescriptor, descriptor, table, table_id
 from kernelbench.errors import InputError
 
 #: Dense operations per clock per SM: (FP32 on CUDA cores, FP16 tensor, BF16 tensor, INT8 tensor); None: no
@@ -92,8 +96,48 @@ def descriptor_from_attributes(attributes: Mapping[str, Any], *, name: str) -> D
     )
 
 
+def with_compute_capability(attributes: Mapping[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
+    """``attributes`` with the compute capability taken from ``props`` where they lack it.
+
+    ``props`` is ``cupy.cuda.runtime.getDeviceProperties(i)`` (its ``major`` and ``minor``).  CuPy builds
+    ``Device.attributes`` from the ``cudaDevAttr*`` names its runtime module exports, and it exports the
+    compute capability as ``deviceAttributeComputeCapabilityMajor``/``Minor`` instead
+    (``cupy_backends/cuda/api/_runtime_enum.pxd``), so the attribute dict may have no
+    ``ComputeCapabilityMajor``/``Minor``; values the attributes do have are kept.
+    """
+    from_props = {key: props[field] for key, field in (("ComputeCapabilityMajor", "major"),
+                                                       ("ComputeCapabilityMinor", "minor")) if field in props}
+    return {**from_props, **attributes}
+
+
+def device_name(props: Mapping[str, Any]) -> str:
+    """The device's name from ``getDeviceProperties`` (bytes, NUL-padded) as text."""
+    name = props["name"]
+    return name.decode(errors="replace").rstrip("\x00") if isinstance(name, bytes) else str(name)
+
+
+def recorded_descriptor(label: str, props: Mapping[str, Any],
+                        attributes: Mapping[str, Any]) -> tuple[DeviceDescriptor | None, str | None]:
+    """The descriptor a CUDA run records for its device ``label`` (``cuda:<name>:sm<XY>``), or why it has none.
+
+    The package table's entry when the table names the device (data-sheet figures, as ``kernelbench import
+    miopen`` records them), else the one :func:`descriptor_from_attributes` builds from ``attributes``
+    (``cupy.cuda.Device(i).attributes``) and ``props`` (``getDeviceProperties(i)``).
+
+    Returns:
+        ``(descriptor, None)``, or ``(None, message)`` when neither describes the device: the message is the
+        :class:`~kernelbench.errors.InputError` :func:`descriptor_from_attributes` raised.
+    """
+    if table_id(label) in table():
+        return descriptor(label), None
+    try:
+        return descriptor_from_attributes(with_compute_capability(attributes, props), name=device_name(props)), None
+    except InputError as exc:
+        return None, str(exc)
+
+
 def cuda_descriptor(device_index: int = 0, *, cupy: Any = None) -> DeviceDescriptor:
-    """The descriptor of CUDA device ``device_index``, read from the device.
+    """The descriptor of CUDA device ``device_index``, read from the device (not from the package's table).
 
     Raises:
         InputError: as :func:`descriptor_from_attributes`.
@@ -101,6 +145,5 @@ def cuda_descriptor(device_index: int = 0, *, cupy: Any = None) -> DeviceDescrip
     if cupy is None:
         import cupy
     props = cupy.cuda.runtime.getDeviceProperties(device_index)
-    name = props["name"]
-    name = name.decode(errors="replace").rstrip("\x00") if isinstance(name, bytes) else str(name)
-    return descriptor_from_attributes(cupy.cuda.Device(device_index).attributes, name=name)
+    attributes = with_compute_capability(cupy.cuda.Device(device_index).attributes, props)
+    return descriptor_from_attributes(attributes, name=device_name(props))

@@ -14,7 +14,7 @@ from kernelbench.gpu.launch import DeviceLimits, direct_applies, direct_launch, 
 from kernelbench.gpu.nvml import NvmlMonitor, slowdown_mask
 from kernelbench.kernels.base import Prepared
 from kernelbench.problem import problem_2d
-from tests.kernelbench.cuda_harness.fakes import A100_PROPS, FakeGpu, fake_cupy, fake_nvml
+from tests.kernelbench.cuda_harness.fakes import A100_DEVICE_ATTRIBUTES, A100_PROPS, FakeGpu, fake_cupy, fake_nvml
 
 USABLE = Detection(True, "NVIDIA A100-SXM4-40GB (sm_80), CuPy 14.2.0")
 
@@ -26,7 +26,8 @@ def test_cuda_version_text():
 
 def test_device_metadata_and_label_from_fake_properties():
     meta = device_metadata(A100_PROPS, device_index=0, driver_version=13000, runtime_version=12090,
-                           cupy_version="14.2.0", flush_bytes=2 * A100_PROPS["l2CacheSize"])
+                           cupy_version="14.2.0", flush_bytes=2 * A100_PROPS["l2CacheSize"],
+                           attributes=A100_DEVICE_ATTRIBUTES)
     assert meta["name"] == "NVIDIA A100-SXM4-40GB"
     assert (meta["compute_capability"], meta["sm_count"], meta["l2_cache_bytes"]) == ("8.0", 108, 41_943_040)
     assert meta["memory_bytes"] == 42_298_834_944
@@ -34,7 +35,8 @@ def test_device_metadata_and_label_from_fake_properties():
     assert meta["versions"]["cupy"] == "14.2.0" and "numpy" in meta["versions"]
     assert "sm_clock_max_khz" not in meta  # CUDA 13 dropped clockRate
     assert device_metadata({**A100_PROPS, "clockRate": 1_410_000}, device_index=0, driver_version=12040,
-                           runtime_version=12040, cupy_version="14", flush_bytes=1)["sm_clock_max_khz"] == 1_410_000
+                           runtime_version=12040, cupy_version="14", flush_bytes=1,
+                           attributes=A100_DEVICE_ATTRIBUTES)["sm_clock_max_khz"] == 1_410_000
     assert device_label(meta) == "cuda:NVIDIA A100-SXM4-40GB:sm80"
 
 

@@ -23,6 +23,14 @@ A100_PROPS: dict[str, Any] = {
     "maxGridSize": (2_147_483_647, 65_535, 65_535),
 }
 
+#: ``cupy.cuda.Device(0).attributes`` of an A100-SXM4-40GB (``cudaDevAttr*`` values; kHz, bits, bytes, lanes).
+#: No ``ComputeCapabilityMajor``/``Minor``: CuPy's attribute dict lacks them (kernelbench/gpu/descriptor.py).
+A100_DEVICE_ATTRIBUTES: dict[str, Any] = {
+    "MultiProcessorCount": 108, "ClockRate": 1_410_000, "MemoryClockRate": 1_215_000, "GlobalMemoryBusWidth": 5120,
+    "L2CacheSize": 40 * 2**20, "MaxSharedMemoryPerMultiprocessor": 164 * 2**10, "WarpSize": 32,
+    "MaxThreadsPerBlock": 1024,
+}
+
 
 class FakeCudaRuntimeError(RuntimeError):
     """Stands in for ``cupy.cuda.runtime.CUDARuntimeError`` (also a RuntimeError)."""
@@ -31,6 +39,7 @@ class FakeCudaRuntimeError(RuntimeError):
 def fake_cupy(
     *,
     props: dict[str, Any] | None = None,
+    attributes: dict[str, Any] | None = None,
     device_count: int = 1,
     runtime_error: str | None = None,
     smoke_result: list[float] | None = None,
@@ -38,9 +47,11 @@ def fake_cupy(
     """A module-like object with the CuPy API the backend and detection use.
 
     ``runtime_error`` makes every runtime call raise like a machine without a driver;
-    ``smoke_result`` overrides what the smoke kernel returns.
+    ``smoke_result`` overrides what the smoke kernel returns; ``props`` and ``attributes`` are what
+    ``getDeviceProperties`` and ``Device.attributes`` return (an A100-SXM4-40GB's by default).
     """
     props = dict(A100_PROPS if props is None else props)
+    attributes = dict(A100_DEVICE_ATTRIBUTES if attributes is None else attributes)
     calls: list[str] = []
 
     def runtime_call(name: str, value: Any):
@@ -58,6 +69,11 @@ def fake_cupy(
 
         def use(self) -> None:
             calls.append("use")
+
+        @property
+        def attributes(self) -> dict[str, Any]:
+            calls.append("attributes")
+            return dict(attributes)
 
         def synchronize(self) -> None:
             calls.append("device_sync")
