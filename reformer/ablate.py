@@ -142,10 +142,14 @@ def make_cell(variant: Variant, seed: int, options: AblationOptions) -> Cell:
         config = dataclasses.replace(base, **dict(variant.changes))
         settings = {k: v for k, v in config.as_dict().items() if k != "threads"}
         return Cell("reformer", seed, settings, config)
+    # A learned baseline's changes are fields of its config (the MLP's ``candidates``); without changes its
+    # settings, hence its key, are what they were before variants could change them.
     if variant.kind == "mlp":
-        config = MLPConfig(seed=seed, threads=threads, **({"epochs": quick.mlp_epochs} if quick else {}))
+        config = MLPConfig(seed=seed, threads=threads, **({"epochs": quick.mlp_epochs} if quick else {}),
+                           **dict(variant.changes))
     elif variant.kind == "lightgbm":
-        config = LightGBMConfig(seed=seed, threads=threads, **({"n_estimators": quick.lightgbm_rounds} if quick else {}))
+        config = LightGBMConfig(seed=seed, threads=threads,
+                                **({"n_estimators": quick.lightgbm_rounds} if quick else {}), **dict(variant.changes))
     else:
         return Cell(variant.kind, seed, {"fractions": list(options.fractions)})
     settings = drop_neutral_membership({k: v for k, v in dataclasses.asdict(config).items() if k != "threads"})

@@ -17,23 +17,33 @@ import polars as pl
 
 from kernelbench.schema import atomic_write_bytes
 from reformer.columns import COLUMNS, Column
-from reformer.grid import NOISE_SIGMAS, STUDY_TITLES
-from reformer.metrics import METRIC_KEYS, OPEN_METRIC_KEYS
+from reformer.grid import NOISE_SIGMAS, STUDY_TITLES, TOP_KS
+from reformer.metrics import METRIC_KEYS, OPEN_METRIC_KEYS, TOPK_KEYS
 
 RESULTS_FILE = "results.parquet"
 REPORT_FILE = "report.md"
 CDF_PNG = "cdf_pick_over_best.png"
 CURVES_PNG = "training_curves.png"
+
+
+def topk_column(k: int, name: str, *, open_protocol: bool = False) -> str:
+    """The ``results.parquet`` column of ``metrics["topk"][str(k)][name]`` (``open_topk`` with ``open_protocol``):
+    ``top2_oracle_ratio``, ``open_top3_top1``, ..."""
+    return f"{'open_' if open_protocol else ''}top{k}_{name}"
+
+
+#: The top-k columns: each protocol (closed, then open), each k of :data:`reformer.grid.TOP_KS`, each
+#: :data:`reformer.metrics.TOPK_KEYS`.
+TOPK_COLUMNS = tuple(topk_column(k, name, open_protocol=o) for o in (False, True) for k in TOP_KS for name in TOPK_KEYS)
 #: Columns of ``results.parquet``, in order: the issue's names (metric keys as in ``reformer evaluate --json``).
-RESULT_COLUMNS = ("study", "variant", "seed", *METRIC_KEYS, *OPEN_METRIC_KEYS, "top2_oracle_ratio", "top2_sum_ratio",
-                  "open_top2_oracle_ratio", "open_top2_sum_ratio", "train_top1", "fit_seconds", "latency_us_p50",
-                  "batched_per_s")
+RESULT_COLUMNS = ("study", "variant", "seed", *METRIC_KEYS, *OPEN_METRIC_KEYS, *TOPK_COLUMNS, "train_top1",
+                  "fit_seconds", "latency_us_p50", "batched_per_s")
 
 
 #: The open-protocol columns of the studies that compare selectors' rankings (cells computed before the open
 #: protocol existed show "–" there).
-_OPEN_COLUMNS = ("open_hit_rate", "open_top1", "open_oracle_ratio", "open_sum_ratio", "top2_oracle_ratio",
-                 "open_top2_oracle_ratio")
+_OPEN_COLUMNS = ("open_hit_rate", "open_top1", "open_within5", "open_oracle_ratio", "open_sum_ratio",
+                 "top2_oracle_ratio", "open_top2_oracle_ratio")
 #: The columns of each study's table (the metrics the issue asks for, and the ones that explain them).
 STUDY_COLUMNS = {
     # Σ speedups hinge on the few longest test problems (one mis-pick can halve them), so every study
@@ -77,12 +87,14 @@ def results_frame(outcome: Any) -> pl.DataFrame:
             record = outcome.records.get(outcome.keys.get((variant.study, variant.name, seed), ""))
             if record is None:
                 continue
-            row = {"study": variant.study, "variant": variant.name, "seed": seed, **record["metrics"]}
-            for prefix, key in (("", "topk"), ("open_", "open_topk")):
-                for name, value in record["metrics"].get(key, {}).get("2", {}).items():
-                    if name != "top1":
-                        row[f"{prefix}top2_{name}"] = value
-            row.pop("topk", None), row.pop("open_topk", None)
+            metrics = record["metrics"]
+            row = {"study": variant.study, "variant": variant.name, "seed": seed,
+                   **{k: v for k, v in metrics.items() if k not in ("topk", "open_topk")}}
+            for open_protocol, key in ((False, "topk"), (True, "open_topk")):
+                for k in TOP_KS:
+                    entry = metrics.get(key, {}).get(str(k), {})  # absent in cells older than the metric: null
+                    row.update({topk_column(k, name, open_protocol=open_protocol): entry.get(name)
+                                for name in TOPK_KEYS})
             row.update({k: record[k] for k in ("train_top1", "fit_seconds", "latency_us_p50", "batched_per_s")})
             rows.append(row)
     schema = {c: pl.Float64 for c in RESULT_COLUMNS}

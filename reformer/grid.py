@@ -35,7 +35,8 @@ SOFTMAX_TAUS_MS = (0.1, 1.0, 10.0)
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    """One row of a study: ``kind`` is ``"reformer"`` or a baseline; ``changes`` are FitConfig fields."""
+    """One row of a study: ``kind`` is ``"reformer"`` or a baseline; ``changes`` are FitConfig fields (MLPConfig
+    fields for ``kind="mlp"``)."""
 
     study: str
     name: str
@@ -70,8 +71,12 @@ def variants(study: str) -> tuple[Variant, ...]:
         # γ = 4 was the default until the open-set training (docs/reformer.md).
         return tuple(_label_variants(study, taus=SOFTMAX_TAUS_MS, powers=(1.0, 4.0)))
     if study == "candidates":
+        # The MLP baseline has the same option (MLPConfig.candidates); LightGBM has none (its multiclass objective
+        # normalises over every class).  The MLP's context row is the baselines study's mlp cell.
         return (Variant(study, "context (default)", changes=(("candidates", "context"),)),
-                Variant(study, "measured (the paper's closed training)", changes=(("candidates", "measured"),)))
+                Variant(study, "measured (the paper's closed training)", changes=(("candidates", "measured"),)),
+                Variant(study, "MLP, context (default)", kind="mlp"),
+                Variant(study, "MLP, measured", kind="mlp", changes=(("candidates", "measured"),)))
     if study == "paths":
         return (Variant(study, "both", changes=(("paths", "both"),)),
                 Variant(study, "affine only (no nonlinear path)", changes=(("paths", "affine"),)),

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import sys
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -13,11 +14,13 @@ from click.testing import CliRunner
 
 from cli import reformer
 from kernelbench.errors import InputError
-from reformer.ablate import AblationOptions, QuickSettings, data_identity, plan_cells, run_ablation
+from reformer.ablate import (AblationOptions, AblationOutcome, QuickSettings, data_identity, load_data, plan_cells,
+                             read_cell, run_ablation)
 import reformer.ablation_report as ablation_report
 from reformer.ablation_report import RESULT_COLUMNS, STUDY_COLUMNS, study_table, summarize, write_report
 from reformer.config import FitConfig
-from reformer.grid import STUDIES, parse_studies, variants
+from reformer.grid import STUDIES, TOP_KS, parse_studies, variants
+from reformer.metrics import TOPK_KEYS
 
 #: A tiny grid: 300 of the 600 synthetic problems, 2 epochs of a narrow model.
 TINY = QuickSettings(problems=300, epochs=2, min_steps=0, mlp_epochs=2, lightgbm_rounds=5, seed=0)
@@ -337,3 +340,113 @@ def test_torch_default_baseline_cell_picks_f_conv2d_where_measured_else_static(m
     t_pick = test.time_ms[np.arange(test.n_problems), picks]
     assert record["metrics"]["top1"] == pytest.approx(np.mean(t_pick <= np.nanmin(test.time_ms, axis=1)))
     assert record["metrics"]["sum_ratio"] == pytest.approx(t_pick.sum() / np.nanmin(test.time_ms, axis=1).sum())
+
+
+# ---------------------------------------------------------------- both protocols, top-k, the candidates study
+
+#: Committed cells of a grid run with the current defaults (labels and baselines, 3 seeds, full MI100).
+COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "results" / "mi100"
+
+
+def _topk_matches_cells(results: pl.DataFrame, outcome) -> int:
+    """Assert every top-k column of ``results`` is its cell's stored ``topk`` / ``open_topk`` value; rows checked."""
+    checked = 0
+    for row in results.iter_rows(named=True):
+        metrics = outcome.records[outcome.keys[(row["study"], row["variant"], row["seed"])]]["metrics"]
+        assert row["open_within5"] == pytest.approx(metrics["open_within5"])
+        for prefix, key in (("", "topk"), ("open_", "open_topk")):
+            for k in TOP_KS:
+                for name in TOPK_KEYS:
+                    assert row[f"{prefix}top{k}_{name}"] == pytest.approx(metrics[key][str(k)][name]), (row, k, name)
+        checked += 1
+    return checked
+
+
+def test_candidates_study_trains_the_mlp_both_ways_in_quick_mode(dataset_path, tmp_path):
+    rows = {v.name: v for v in variants("candidates")}
+    assert rows["MLP, measured"].kind == "mlp" and dict(rows["MLP, measured"].changes) == {"candidates": "measured"}
+    assert not any(v.kind == "lightgbm" for v in rows.values())  # LightGBM has no candidates option
+    result = CliRunner().invoke(reformer, ["ablate", str(dataset_path), "-o", str(tmp_path), "--quick", "--seeds", "1",
+                                           "--studies", "candidates", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "4 cells (4 rows x 1 seeds" in result.output and "candidates/MLP, measured seed 0" in result.output
+    results = pl.read_parquet(tmp_path / "results.parquet")
+    assert tuple(results.columns) == RESULT_COLUMNS
+    assert results["variant"].to_list() == list(rows)
+    # Every k of TOP_KS in both protocols, equal to what the cells stored.
+    options = AblationOptions(studies=("candidates",), seeds=(0,), quick=QuickSettings())
+    keys, cells, _ = plan_cells(list(rows.values()), options, data_identity(load_data(dataset_path, options.quick),
+                                                                             options))
+    records = {key: read_cell(tmp_path, key) for key in cells}
+    assert all(records.values())
+    outcome = AblationOutcome(variants=tuple(rows.values()), seeds=(0,), keys=keys, records=records, computed=0,
+                              reused=4, notices=(), run={})
+    assert _topk_matches_cells(results, outcome) == 4
+    mlp_measured = cells[keys[("candidates", "MLP, measured", 0)]]
+    assert mlp_measured.config.candidates == "measured" and mlp_measured.config.epochs == QuickSettings().mlp_epochs
+    assert "candidates" not in mlp_measured.settings  # the closed training's settings, as before the option existed
+    assert cells[keys[("candidates", "MLP, context (default)", 0)]].config.candidates == "context"
+    table = (tmp_path / "report.md").read_text().split("## Training softmax over the candidates")[1].split("\n## ")[0]
+    assert "open: within-5 %" in table and "| MLP, measured |" in table
+
+
+def _committed_outcome(study_names: tuple[str, ...]) -> AblationOutcome:
+    """The committed labels-baselines-g8 grid as ``reformer ablate`` plans it today, read back from its cells."""
+    directory = COMMITTED / "labels-baselines-g8"
+    run = json.loads((directory / "run.json").read_text())
+    options = AblationOptions(studies=study_names, seeds=tuple(run["identity"]["seeds"]))
+    rows = tuple(v for s in study_names for v in variants(s))
+    keys, cells, _ = plan_cells(rows, options, run["identity"]["data"])
+    records = {key: record for key in cells if (record := read_cell(directory, key)) is not None}
+    return AblationOutcome(variants=rows, seeds=options.seeds, keys=keys, records=records, computed=0,
+                           reused=len(records), notices=(), run=run)
+
+
+def test_committed_cell_keys_are_unchanged_and_the_candidates_study_reuses_the_mlp_cells():
+    outcome = _committed_outcome(("labels", "candidates", "baselines"))
+    committed = {p.stem for p in (COMMITTED / "labels-baselines-g8" / "cells").glob("*.json")}
+    assert committed == set(outcome.records)  # every committed cell is still planned under its key
+    keys = outcome.keys
+    assert keys[("baselines", "mlp", 0)] == "2d0eda6fc08f4b70"  # the default MLP cell's key, as committed
+    for seed in outcome.seeds:
+        assert keys[("candidates", "MLP, context (default)", seed)] == keys[("baselines", "mlp", seed)]
+        assert keys[("candidates", "context (default)", seed)] == keys[("baselines", "reformer (defaults)", seed)]
+    # The MLP trained over the measured kernels is the MLP every grid ran before the candidates option existed.
+    full = json.loads((COMMITTED / "full" / "run.json").read_text())
+    options = AblationOptions(studies=("candidates",), seeds=(0,))
+    old, _, _ = plan_cells(variants("candidates"), options, full["identity"]["data"])
+    stored = read_cell(COMMITTED / "full", old[("candidates", "MLP, measured", 0)])
+    assert stored is not None and stored["kind"] == "mlp"
+
+
+def test_report_from_committed_cells_has_every_topk_column_and_open_within5(tmp_path):
+    outcome = _committed_outcome(("labels", "candidates", "baselines"))
+    paths = write_report(tmp_path, outcome)
+    results = pl.read_parquet(paths[0])
+    assert tuple(results.columns) == RESULT_COLUMNS
+    assert {f"{p}top{k}_{n}" for p in ("", "open_") for k in TOP_KS for n in TOPK_KEYS} <= set(RESULT_COLUMNS)
+    # All but torch_default (not measured on MI100) and the MLP over the measured kernels (not in this grid).
+    assert results.height == 3 * (len(variants("labels")) + len(variants("candidates")) - 2
+                                  + len(variants("baselines")) - 1)
+    assert _topk_matches_cells(results, outcome) == results.height
+    text = (tmp_path / "report.md").read_text()
+    for title in ("## Label formulation", "## Training softmax over the candidates", "## Baselines"):
+        assert "| open: within-5 % |" in text.split(title)[1].split("\n## ")[0], title
+
+
+def test_report_shows_a_dash_for_cells_older_than_a_metric():
+    outcome = _committed_outcome(("baselines",))
+    old = {key: {**record, "metrics": {k: v for k, v in record["metrics"].items()
+                                       if not k.startswith("open_") and k != "topk"}}
+           for key, record in outcome.records.items()}
+    results = ablation_report.results_frame(dataclasses.replace(outcome, records=old))
+    assert results["top3_top1"].null_count() == results.height == results["open_within5"].null_count()
+    table = study_table(summarize(results), "baselines")
+    assert "| – |" in table and "open: within-5 %" in table
+
+
+def test_cli_help_lists_every_study_and_both_protocols():
+    result = CliRunner().invoke(reformer, ["ablate", "--help"], terminal_width=1000)
+    assert result.exit_code == 0
+    assert f"Comma-separated subset of: {', '.join(STUDIES)}." in result.output
+    assert "both protocols" in result.output and f"top-k for k = {', '.join(map(str, TOP_KS))}" in result.output
