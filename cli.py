@@ -213,6 +213,10 @@ def _measurement(*, space_name, spec_path, device, run_dir, batch_sizes, dtype, 
     identity = {"space": space_id, "kernels": [k.name for k in kernels], "rule": dataclasses.asdict(rule),
                 "device_label": backend.device_label, "seed": seed}
     device_meta = backend.device_metadata()
+    if device_meta.get("descriptor_error"):
+        click.echo(f"note: kernelbench has no descriptor for {backend.device_label} ({device_meta['descriptor_error']}); "
+                   "the run records none, so reformer will ask for --device-spec FILE (docs/device-descriptors.md)",
+                   err=True)
     extra = {"device": device_meta, "versions": device_meta.get("versions"), "threads": threads_set,
              "allocator": memory, "problems": len(entries), "isolation": isolation, "max_memory_gb": max_memory_gb,
              "spec": spec.as_dict() if spec is not None else None}

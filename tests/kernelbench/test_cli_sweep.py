@@ -226,3 +226,17 @@ def test_a_rerun_with_a_larger_memory_limit_measures_what_the_smaller_one_refuse
     assert result.exit_code == 0, result.output
     assert set(pl.read_parquet(tmp_path / "d.parquet")["status"]) == {"ok"}
     assert pl.read_parquet(tmp_path / "d.parquet").height == refused
+
+
+def test_a_sweep_says_when_its_device_has_no_descriptor(tmp_path, spec, monkeypatch):
+    """A device kernelbench cannot describe (a CUDA GPU neither the table nor its attributes describe) is named
+    once on stderr; the run goes on and records why."""
+    from kernelbench.backends import CpuBackend
+
+    real = CpuBackend.device_metadata
+    monkeypatch.setattr(CpuBackend, "device_metadata",
+                        lambda self: {**real(self), "descriptor": None, "descriptor_error": "no SM count"})
+    result = CliRunner().invoke(kernelbench, ["sweep", "--spec", str(spec), "-o", str(tmp_path / "run"), *FAST])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if "has no descriptor" in line]
+    assert len(notes) == 1 and "no SM count" in notes[0] and "--device-spec" in notes[0]
