@@ -634,8 +634,9 @@ def reformer_fit(ctx: click.Context, dataset: str, model_dir: str, derived: str,
                                                     f"{', '.join(added)}" if added else "")
                    + ("; no epoch beat its weights on validation, so they were kept" if started["kept_initial_weights"]
                       else ""))
-    click.echo(f"fit: {result.fit_seconds:.1f} s, {len(result.curve)} epochs, best epoch {result.best_epoch}; "
-               f"select latency p50 {result.latency_us['p50']:.0f} µs")
+    click.echo(f"fit: {result.fit_seconds:.1f} s, {len(result.curve)} epochs"
+               f"{_epochs_changed(config, sample['problems'] if sample else sizes['train'])}, best epoch "
+               f"{result.best_epoch}; select latency p50 {result.latency_us['p50']:.0f} µs")
     test = result.evaluations["test"]
     if test.borrowed.share:
         test_side = matrix.subset(result.split.test)
@@ -654,6 +655,18 @@ def reformer_fit(ctx: click.Context, dataset: str, model_dir: str, derived: str,
     click.echo(f"saved to {model_dir}" + ("" if measured is None else
                f" (with the measured orders of {len(measured.devices)} device(s), for unseen devices of their "
                "architectures)"))
+
+
+def _epochs_changed(config: FitConfig, n_train: int) -> str:
+    """Why a fit on ``n_train`` training problems runs other epochs than --epochs ("" when it does not)."""
+    from reformer.train import training_epochs
+
+    planned = training_epochs(config, n_train)
+    if planned > config.epochs:
+        return f" (--epochs {config.epochs} raised to {planned} by --min-steps {config.min_steps})"
+    if planned < config.epochs:
+        return f" (--epochs {config.epochs} lowered to {planned} by --max-steps {config.max_steps})"
+    return ""
 
 
 def _gives_up_borrowing(init, devices, init_dir: str, dataset: str) -> list[str]:

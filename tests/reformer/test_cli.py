@@ -326,3 +326,13 @@ def test_select_applicable_still_flags_a_context_rule_s_unseen_context(fitted):
                  "--applicable", "gemm,direct", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["context_seen"] is False and "never saw" in result.stderr
+
+
+def test_fit_says_when_min_steps_raises_the_epochs(fitted, tmp_path):
+    root, result = fitted
+    assert "raised to" not in result.output  # --min-steps 0: the epochs asked for
+    # 300 problems: 240 train, 4 batches of 64 per epoch, so 20 steps need 5 epochs.
+    raised = run("fit", root / "d.parquet", "-o", tmp_path / "m", "--epochs", 1, "--min-steps", 20, "--dim", 8,
+                 "--blocks", 1, "--batch-size", 64, "--threads", 1, "--quiet")
+    assert raised.exit_code == 0, raised.output
+    assert "5 epochs (--epochs 1 raised to 5 by --min-steps 20)" in raised.output
