@@ -143,12 +143,12 @@ class Selector:
 
     def _applies_seen(self, problem: ConvProblem) -> bool:
         """For an ``applies`` rule: whether the problem's context was seen in training (cached per context)."""
-        row = problem.as_row()
-        key = tuple(row.get(name) for name in CONTEXT_INPUTS)
+        # Read the fields directly: as_row() would cost as much again as the lookup on every selection.
+        key = tuple(getattr(problem, name, None) for name in CONTEXT_INPUTS)
         if key not in self._seen:
             if len(self._seen) >= MASK_CACHE_SIZE:
                 self._seen.clear()
-            self._seen[key] = bool(self.rule.applies_seen({k: [v] for k, v in row.items()})[0])
+            self._seen[key] = bool(self.rule.applies_seen({k: [v] for k, v in problem.as_row().items()})[0])
         return self._seen[key]
 
     def context_seen(self, problem: ProblemLike, *, device: str | None = None) -> bool:
