@@ -227,11 +227,16 @@ def _alive(pid: int) -> bool:
 
 
 def _is_model_dir(directory: Path) -> bool:
-    try:
-        config = json.loads((directory / CONFIG_FILE).read_text())
-    except (OSError, ValueError):
-        return (directory / MANIFEST_FILE).is_file()
-    return isinstance(config, dict) and config.get("format") == FORMAT
+    """Whether ``directory`` holds a model ``save_model`` may replace: its ``config.json`` says so, or (a model whose
+    config was lost) its manifest is a model manifest.  Any other ``manifest.json`` (a kernelbench run's) is not."""
+    for name, key, expected in ((CONFIG_FILE, "format", FORMAT), (MANIFEST_FILE, "format", MANIFEST_FORMAT)):
+        try:
+            data = json.loads((directory / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get(key) == expected:
+            return True
+    return False
 
 
 def _json_text(data: Any) -> str:

@@ -191,6 +191,18 @@ def test_check_model_dir_refuses_what_cannot_be_written_and_creates_nothing(mode
     (tmp_path / "data" / "keep.txt").write_text("x")
     with pytest.raises(InputError, match="non-empty directory without a model"):
         check_model_dir(tmp_path / "data")
+    # A kernelbench run directory has a manifest.json too: it is not a model, and must never be replaced.
+    run = tmp_path / "run"
+    (run / "parts").mkdir(parents=True)
+    (run / "parts" / "p.parquet").write_bytes(b"measurements")
+    (run / "manifest.json").write_text(json.dumps({"schema_version": 1, "run_id": "r", "device_label": "cpu:x"}))
+    with pytest.raises(InputError, match="non-empty directory without a model"):
+        check_model_dir(run)
+    assert (run / "parts" / "p.parquet").read_bytes() == b"measurements"
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    (broken / "config.json").unlink()
+    check_model_dir(broken)  # a model that lost its config is still a model: its manifest says so
 
 
 def test_check_model_dir_refuses_a_read_only_directory(tmp_path):
