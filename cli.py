@@ -166,12 +166,15 @@ class _Measurement:
     options: object
     progress: bool
     lock: object
+    created: bool  # the run directory did not exist before the lock was taken
 
 
 def _measurement(*, space_name, spec_path, device, run_dir, batch_sizes, dtype, kernel_spec, threads, shard, rse,
                  budget_s, min_samples, warmup, timeout_s, isolation, max_memory_gb, quiet_wait, seed, flush_every_s,
                  progress) -> _Measurement:
     """Resolve the shared measuring options (raises InputError with the flag's name on bad values)."""
+    from pathlib import Path
+
     from kernelbench import spaces
     from kernelbench import sweep as sw
     from kernelbench.backends import resolve_backend
@@ -198,32 +201,35 @@ def _measurement(*, space_name, spec_path, device, run_dir, batch_sizes, dtype, 
         space_id = {"spec": {"name": spec.name, "sha256": spec.sha256}}
     shard_spec = resolve_shard(shard, recorded_count=recorded_shard_count(run_dir))
     # Refuse a second sweep of this shard before spending seconds on device detection.
+    created = not Path(run_dir).exists()
     lock = RunStore.lock_shard(run_dir, shard_spec)
-    backend = resolve_backend(device, threads=threads, say=lambda text: click.echo(text, err=True))
-    kernels = backend.kernels(kernel_spec)
-    rule = StoppingRule(warmup=warmup, min_samples=min_samples, rse_target=rse, budget_s=budget_s, timeout_s=timeout_s)
-    # Process isolation on CUDA is implemented but not yet run on a GPU here: opt-in until it has been.
-    isolation = isolation or ("process" if backend.name == "cpu" else "none")
-    if max_memory_gb is None:
-        from kernelbench.device import default_max_memory_gb
+    with RunStore.abandoned_on_error(run_dir, lock, created=created):
+        backend = resolve_backend(device, threads=threads, say=lambda text: click.echo(text, err=True))
+        kernels = backend.kernels(kernel_spec)
+        rule = StoppingRule(warmup=warmup, min_samples=min_samples, rse_target=rse, budget_s=budget_s,
+                            timeout_s=timeout_s)
+        # Process isolation on CUDA is implemented but not yet run on a GPU here: opt-in until it has been.
+        isolation = isolation or ("process" if backend.name == "cpu" else "none")
+        if max_memory_gb is None:
+            from kernelbench.device import default_max_memory_gb
 
-        max_memory_gb = default_max_memory_gb()
-    threads_set = sw.set_threads(threads)
-    memory = keep_freed_memory()
-    identity = {"space": space_id, "kernels": [k.name for k in kernels], "rule": dataclasses.asdict(rule),
-                "device_label": backend.device_label, "seed": seed}
-    device_meta = backend.device_metadata()
-    if device_meta.get("descriptor_error"):
-        click.echo(f"note: kernelbench has no descriptor for {backend.device_label} ({device_meta['descriptor_error']}); "
-                   "the run records none, so reformer will ask for --device-spec FILE (docs/device-descriptors.md)",
-                   err=True)
-    extra = {"device": device_meta, "versions": device_meta.get("versions"), "threads": threads_set,
-             "allocator": memory, "problems": len(entries), "isolation": isolation, "max_memory_gb": max_memory_gb,
-             "spec": spec.as_dict() if spec is not None else None}
-    options = sw.SweepOptions(rule=rule, shard=shard_spec, seed=seed, threads=threads, quiet_wait=quiet_wait,
-                              flush_every_s=flush_every_s, isolation=isolation, max_memory_gb=max_memory_gb)
-    return _Measurement(entries=entries, backend=backend, kernels=kernels, run_dir=run_dir, identity=identity,
-                        extra=extra, options=options, progress=progress, lock=lock)
+            max_memory_gb = default_max_memory_gb()
+        threads_set = sw.set_threads(threads)
+        memory = keep_freed_memory()
+        identity = {"space": space_id, "kernels": [k.name for k in kernels], "rule": dataclasses.asdict(rule),
+                    "device_label": backend.device_label, "seed": seed}
+        device_meta = backend.device_metadata()
+        if device_meta.get("descriptor_error"):
+            click.echo(f"note: kernelbench has no descriptor for {backend.device_label} "
+                       f"({device_meta['descriptor_error']}); the run records none, so reformer will ask for "
+                       "--device-spec FILE (docs/device-descriptors.md)", err=True)
+        extra = {"device": device_meta, "versions": device_meta.get("versions"), "threads": threads_set,
+                 "allocator": memory, "problems": len(entries), "isolation": isolation,
+                 "max_memory_gb": max_memory_gb, "spec": spec.as_dict() if spec is not None else None}
+        options = sw.SweepOptions(rule=rule, shard=shard_spec, seed=seed, threads=threads, quiet_wait=quiet_wait,
+                                  flush_every_s=flush_every_s, isolation=isolation, max_memory_gb=max_memory_gb)
+        return _Measurement(entries=entries, backend=backend, kernels=kernels, run_dir=run_dir, identity=identity,
+                            extra=extra, options=options, progress=progress, lock=lock, created=created)
 
 
 def _open_store(m: _Measurement, identity: dict, extra: dict):
@@ -293,20 +299,22 @@ def tune(model_dir, top_k, confidence, compare_dir, allow_other_device, **measur
     """
     from kernelbench import sweep as sw
     from kernelbench import tune as tn
+    from kernelbench.store import RunStore
     from kernelbench.tune_compare import check_compare_run, compare_runs, format_comparison
     from reformer.selector import Selector
 
     options = tn.TuneOptions(top_k=tn.parse_top_k(top_k), confidence=tn.parse_confidence(confidence))
     selector = Selector.load(model_dir)
     m = _measurement(**measure)
-    note = tn.check_model_device(selector, m.backend.device_label, allow_other_device=allow_other_device)
-    if note:
-        click.echo(note, err=True)
-    entries = m.options.shard.select(m.entries)
-    ranking = tn.rank_problems(selector, entries, m.kernels, device=m.backend.device_label)
-    if compare_dir is not None:
-        check_compare_run(compare_dir, device_label=m.backend.device_label, problem_ids=ranking.ranked,
-                          rule=m.identity["rule"])
+    with RunStore.abandoned_on_error(m.run_dir, m.lock, created=m.created):
+        note = tn.check_model_device(selector, m.backend.device_label, allow_other_device=allow_other_device)
+        if note:
+            click.echo(note, err=True)
+        entries = m.options.shard.select(m.entries)
+        ranking = tn.rank_problems(selector, entries, m.kernels, device=m.backend.device_label)
+        if compare_dir is not None:
+            check_compare_run(compare_dir, device_label=m.backend.device_label, problem_ids=ranking.ranked,
+                              rule=m.identity["rule"])
     identity = {**m.identity, "tune": {"model_sha256": tn.model_sha256(model_dir)}}
     store = _open_store(m, identity, {**m.extra, "tune_options": options.as_dict()})
     click.echo(f"{len(entries)} problems x {len(m.kernels)} kernels on {m.backend.device_label}, "

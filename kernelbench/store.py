@@ -21,11 +21,12 @@ export`` uses those records to refuse incomplete shard sets (``docs/cluster.md``
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,36 @@ class RunStore:
             raise InputError(f"cannot create run directory {run_dir}: {exc.strerror or exc}") from None
         where = f"{run_dir}" if shard.count == 1 else f"shard {shard} of {run_dir}"
         return RunLock.acquire(run_dir / SHARDS_DIR / f"{shard.tag}.lock", what=where, extra={"shard": str(shard)})
+
+    @staticmethod
+    @contextlib.contextmanager
+    def abandoned_on_error(run_dir: str | Path, lock: RunLock, *, created: bool) -> Iterator[None]:
+        """Within the block, an exception (a bad option found after :meth:`lock_shard`) runs :meth:`abandon_lock`
+        before it propagates."""
+        try:
+            yield
+        except BaseException:
+            RunStore.abandon_lock(run_dir, lock, created=created)
+            raise
+
+    @staticmethod
+    def abandon_lock(run_dir: str | Path, lock: RunLock, *, created: bool) -> None:
+        """Undo :meth:`lock_shard` for a command refused before :meth:`open` (a bad option found after the lock was
+        taken): release the lock and, if ``lock_shard`` created ``run_dir`` (``created``), remove what it made.
+        Only empty directories are removed, so the files of a shard that started beside this one stay."""
+        lock.release()
+        if not created:
+            return
+        run_dir = Path(run_dir)
+        try:
+            lock.path.unlink()
+        except OSError:
+            pass
+        for directory in (run_dir / PARTS_DIR, run_dir / SHARDS_DIR, run_dir):
+            try:
+                directory.rmdir()
+            except OSError:
+                break  # not empty (another shard's lock or parts): it and its parents stay
 
     @classmethod
     def open(cls, run_dir: str | Path, identity: Mapping[str, Any], extra: Mapping[str, Any], *,

@@ -240,3 +240,18 @@ def test_a_sweep_says_when_its_device_has_no_descriptor(tmp_path, spec, monkeypa
     assert result.exit_code == 0, result.output
     notes = [line for line in result.stderr.splitlines() if "has no descriptor" in line]
     assert len(notes) == 1 and "no SM count" in notes[0] and "--device-spec" in notes[0]
+
+
+def test_an_option_refused_after_the_lock_leaves_no_run_directory_and_no_stale_lock(tmp_path, spec):
+    """--kernels is checked after the shard lock is taken (the backend must be known first): a refusal there
+    removes the directory the command created, and on an existing run releases the lock it took."""
+    bad = [a if a != KERNELS else "nope" for a in FAST]
+    new = CliRunner().invoke(kernelbench, ["sweep", "--spec", str(spec), "-o", str(tmp_path / "new"), *bad])
+    assert new.exit_code == 2 and "unknown cpu kernel" in new.output
+    assert not (tmp_path / "new").exists()
+    run = tmp_path / "run"
+    assert CliRunner().invoke(kernelbench, ["sweep", "--spec", str(spec), "-o", str(run), *FAST]).exit_code == 0
+    again = CliRunner().invoke(kernelbench, ["sweep", "--spec", str(spec), "-o", str(run), *bad])
+    assert again.exit_code == 2 and (run / "manifest.json").is_file() and any((run / "parts").iterdir())
+    resumed = CliRunner().invoke(kernelbench, ["sweep", "--spec", str(spec), "-o", str(run), *FAST])
+    assert resumed.exit_code == 0 and "took over" not in resumed.output
