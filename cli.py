@@ -36,6 +36,35 @@ from reformer.splits import GROUPINGS
 _DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 
+
+class _Finite:
+    """Makes a click float type refuse what is not finite: click's float types take "nan" and "inf", and a NaN
+    passes every range check."""
+
+    def convert(self, value, param, ctx):
+        import math
+
+        number = super().convert(value, param, ctx)
+        if number is not None and not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+class _FiniteFloat(_Finite, click.types.FloatParamType):
+    """Any finite float."""
+
+
+class _FiniteRange(_Finite, click.FloatRange):
+    """A finite float in a range (click.FloatRange's arguments)."""
+
+
+#: Every float option's type (and each range's, wrapped), so that NaN and infinity are refused in one place.
+FINITE = _FiniteFloat()
+POSITIVE = _FiniteRange(min=0, min_open=True)
+#: Every --seed option's type: numpy's and torch's generators take seeds in [0, 2**32).
+SEED = click.IntRange(min=0, max=2**32 - 1)
+
+
 class _Group(click.Group):
     """A click group that turns :class:`InputError` into one line on stderr and exit status 2, and
     :class:`RunAborted` into one line and exit status 1."""
@@ -121,25 +150,25 @@ _MEASURE_OPTIONS = (
                  help="Run shard i of n (0-based), e.g. 3/8, into the shared run directory; auto: from a SLURM job "
                       "array (SLURM_ARRAY_TASK_ID of --array=0-(n-1)) or torchrun (RANK, WORLD_SIZE). "
                       "See docs/cluster.md."),
-    click.option("--rse", type=click.FloatRange(min=0, min_open=True), default=0.02, show_default=True,
+    click.option("--rse", type=POSITIVE, default=0.02, show_default=True,
                  help="Stop sampling once the relative standard error of the median is below this."),
-    click.option("--budget-s", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+    click.option("--budget-s", type=POSITIVE, default=1.0, show_default=True,
                  help="Sampling time budget per kernel, seconds."),
     click.option("--min-samples", type=click.IntRange(min=1), default=5, show_default=True),
     click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True, help="Untimed runs per kernel."),
-    click.option("--timeout-s", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+    click.option("--timeout-s", type=POSITIVE, default=30.0, show_default=True,
                  help="A single run longer than this is recorded as status timeout; with --isolation process a "
                       f"step that has not returned after this + {KILL_GRACE_S:g} s is killed (also status timeout)."),
     click.option("--isolation", type=click.Choice(ISOLATIONS), default=None,
                  show_default="process on cpu, none on cuda",
                  help="process: measure in a worker process that is killed when a kernel hangs and replaced when "
                       "one crashes; none: in the sweep's own process (a hung kernel hangs the sweep)."),
-    click.option("--max-memory-gb", type=click.FloatRange(min=0, min_open=True), default=None,
+    click.option("--max-memory-gb", type=POSITIVE, default=None,
                  show_default=f"{DEFAULT_MEMORY_SHARE:.0%} of physical memory",
                  help="A kernel whose estimated peak memory on a problem is larger gets status unavailable instead of being run."),
     click.option("--quiet-wait", is_flag=True, help="Wait for a quiet machine and re-time samples taken under load."),
-    click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs."),
-    click.option("--flush-every-s", type=click.FloatRange(min=0), default=10.0, show_default=True,
+    click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random inputs."),
+    click.option("--flush-every-s", type=_FiniteRange(min=0), default=10.0, show_default=True,
                  help="Write finished rows to a part file at least this often (a kill loses at most this much work)."),
     click.option("--progress/--no-progress", default=True, help="Show a progress bar."),
 )
@@ -517,7 +546,7 @@ def _parse_problem(text: str) -> dict[str, str]:
               help="Normalise each training problem's softmax over its candidates (every kernel a caller may offer "
                    "without measuring, so unmeasured ones are pushed down) or over its measured kernels only "
                    "(the paper's closed protocol).")
-@click.option("--membership-weight", type=float, default=_FIT.membership_weight, show_default=True,
+@click.option("--membership-weight", type=FINITE, default=_FIT.membership_weight, show_default=True,
               help="λ of the term that pushes unmeasured candidates down (with --candidates context).")
 @click.option("--membership-term", type=click.Choice(MEMBERSHIP_TERMS), default=_FIT.membership_term, show_default=True,
               help="Form of that term: 'set', -log P(measured set) under the softmax over the candidates; 'pick', "
@@ -530,9 +559,9 @@ def _parse_problem(text: str) -> dict[str, str]:
 @click.option("--membership-trunk/--no-membership-trunk", default=_FIT.membership_trunk, show_default=True,
               help="With --membership-head: its losses also train the layers it shares with the ranking logits "
                    "(off: only the head learns membership, from the ranking features).")
-@click.option("--softmax-tau", "softmax_tau_ms", type=float, default=_FIT.softmax_tau_ms, show_default=True, help="τ in ms for --labels softmax.")
-@click.option("--ratio-power", type=float, default=_FIT.ratio_power, show_default=True, help="γ for --labels ratio (q ∝ t^-γ).")
-@click.option("--time-weight", type=float, default=_FIT.time_weight, show_default=True,
+@click.option("--softmax-tau", "softmax_tau_ms", type=FINITE, default=_FIT.softmax_tau_ms, show_default=True, help="τ in ms for --labels softmax.")
+@click.option("--ratio-power", type=FINITE, default=_FIT.ratio_power, show_default=True, help="γ for --labels ratio (q ∝ t^-γ).")
+@click.option("--time-weight", type=FINITE, default=_FIT.time_weight, show_default=True,
               help="α: weight each training problem's loss by t_best^α (0: unweighted).")
 @click.option("--blocks", type=int, default=_FIT.blocks, show_default=True, help="Number of blocks.")
 @click.option("--dim", type=int, default=_FIT.dim, show_default=True, help="Model width d.")
@@ -551,18 +580,18 @@ def _parse_problem(text: str) -> dict[str, str]:
 @click.option("--batch-size", type=int, default=_FIT.batch_size, show_default=True)
 @click.option("--min-steps", type=int, default=_FIT.min_steps, show_default=True,
               help="Train at least this many optimiser steps (adds epochs on small datasets).")
-@click.option("--lr", type=float, default=_FIT.lr, show_default=True, help="Peak learning rate.")
-@click.option("--weight-decay", type=float, default=_FIT.weight_decay, show_default=True)
+@click.option("--lr", type=FINITE, default=_FIT.lr, show_default=True, help="Peak learning rate.")
+@click.option("--weight-decay", type=FINITE, default=_FIT.weight_decay, show_default=True)
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=_FIT.schedule, show_default=True)
 @click.option("--patience", type=int, default=_FIT.patience, show_default=True,
               help="Stop after this many epochs without a better validation oracle ratio (0: never).")
-@click.option("--seed", type=int, default=_FIT.seed, show_default=True, help="Seed of the split, initialisation and batches.")
+@click.option("--seed", type=SEED, default=_FIT.seed, show_default=True, help="Seed of the split, initialisation and batches.")
 @click.option("--threads", type=int, default=_FIT.threads, show_default=True, help="torch CPU threads.")
 @click.option("--fractions", default="0.8,0.1,0.1", show_default=True, help="Train,validation,test fractions.")
 @click.option("--split-by", default=None, help="Hold out problems as the test split, e.g. direction=bwd_weights or network=resnet50 (a built-in network: every problem with one of its layer shapes).")
 @click.option("--group-by", type=click.Choice(GROUPINGS), default=None,
               help="Keep problems of one geometry (or layer, batch ignored) on one side of the split.")
-@click.option("--train-noise", "train_noise_sigma", type=float, default=0.0, show_default=True,
+@click.option("--train-noise", "train_noise_sigma", type=FINITE, default=0.0, show_default=True,
               help="σ of log-normal noise multiplied into training runtimes (robustness studies).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=_FIT.precision, show_default=True,
               help="Training arithmetic: bfloat16 autocasts the forward pass (weights and inference stay float32).")
@@ -571,7 +600,7 @@ def _parse_problem(text: str) -> dict[str, str]:
 @click.option("--max-steps", type=int, default=_FIT.max_steps, show_default=True,
               help="Train at most this many optimiser steps (fewer epochs on large, e.g. multi-device, datasets; "
                    "at least one epoch; 0: no cap).")
-@click.option("--train-fraction", type=float, default=_FIT.train_fraction, show_default=True,
+@click.option("--train-fraction", type=FINITE, default=_FIT.train_fraction, show_default=True,
               help="Train on this seeded share of the training split (validation and test unchanged): a device with "
                    "only a few measured problems.")
 @click.option("--train-problems", type=int, default=None,
@@ -714,7 +743,7 @@ def _init_model(ctx: click.Context, init_dir: str, config: FitConfig):
 @click.argument("model_dir", type=click.Path(file_okay=False, path_type=str))
 @click.argument("dataset", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the model's metrics.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random baseline.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random baseline.")
 @click.option("--top-k", "top_k", default=None,
               help="Comma-separated k: also score the best measured kernel among the first k ranked (both protocols).")
 @device_spec_option
@@ -938,8 +967,8 @@ def reformer_ablate(dataset: str, report_dir: str, seeds: int, studies: str, qui
               help="Comma-separated target devices (dataset labels or descriptor ids)  [default: every device].")
 @click.option("--fractions", "shares", default=",".join(f"{f:g}" for f in TRANSFER_FRACTIONS), show_default=True,
               help="Few-shot shares of the target's training split.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every split, sample and fit.")
-@click.option("--finetune-lr", type=float, default=None,
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of every split, sample and fit.")
+@click.option("--finetune-lr", type=FINITE, default=None,
               help="Peak learning rate of fine-tuning  [default: a fifth of reformer fit's --lr].")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="torch/LightGBM threads.")
 @click.option("--quick", is_flag=True, help="At most 1,500 problems per device and short training (minutes).")

@@ -7,6 +7,7 @@ with :func:`dataclasses.replace`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from kernelbench.errors import InputError
@@ -109,7 +110,7 @@ class FitConfig:
             raise InputError(f"--candidates {self.candidates!r} is unknown; use one of {', '.join(CANDIDATES)}")
         if self.membership_term not in MEMBERSHIP_TERMS:
             raise InputError(f"--membership-term {self.membership_term!r} is unknown; use one of {', '.join(MEMBERSHIP_TERMS)}")
-        if self.membership_weight < 0:
+        if not self.membership_weight >= 0:  # written so that NaN fails too
             raise InputError(f"--membership-weight must be >= 0, got {self.membership_weight}")
         if self.schedule not in SCHEDULES:
             raise InputError(f"--schedule {self.schedule!r} is unknown; use one of {', '.join(SCHEDULES)}")
@@ -122,8 +123,10 @@ class FitConfig:
         unknown = [d for d in self.derived if d not in DERIVED_TOKENS]
         if unknown:
             raise InputError(f"--derived: unknown token(s) {', '.join(unknown)}; known: {', '.join(DERIVED_TOKENS)}")
-        if min(self.time_weight, self.weight_decay, self.train_noise_sigma, self.patience, self.min_steps, self.exact_values) < 0:
-            raise InputError("--time-weight, --weight-decay, --patience, --min-steps, --exact-values and --train-noise must be >= 0")
+        if not all(math.isfinite(v) and v >= 0 for v in (self.time_weight, self.weight_decay, self.train_noise_sigma,
+                                                           self.patience, self.min_steps, self.exact_values)):
+            raise InputError("--time-weight, --weight-decay, --patience, --min-steps, --exact-values and --train-noise "
+                             "must be finite and >= 0")
         if not 0 < self.train_fraction <= 1:
             raise InputError(f"--train-fraction must be in (0, 1], got {self.train_fraction}")
         if self.train_problems is not None and self.train_problems < 1:
@@ -132,8 +135,8 @@ class FitConfig:
             raise InputError("give one of --train-fraction and --train-problems, not both")
         if self.max_steps < 0:
             raise InputError(f"--max-steps must be >= 0 (0: no cap), got {self.max_steps}")
-        if self.lr <= 0 or self.softmax_tau_ms <= 0 or self.ratio_power <= 0:
-            raise InputError("--lr, --softmax-tau and --ratio-power must be > 0")
+        if not all(math.isfinite(v) and v > 0 for v in (self.lr, self.softmax_tau_ms, self.ratio_power)):
+            raise InputError("--lr, --softmax-tau and --ratio-power must be finite and > 0")
 
     def as_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -110,8 +111,8 @@ class TransferOptions:
             raise InputError(f"source_validation must be in (0, 1), got {self.source_validation}")
         if self.threads < 1:
             raise InputError(f"--threads must be >= 1, got {self.threads}")
-        if self.finetune_lr is not None and self.finetune_lr <= 0:
-            raise InputError(f"--finetune-lr must be > 0, got {self.finetune_lr}")
+        if self.finetune_lr is not None and not (math.isfinite(self.finetune_lr) and self.finetune_lr > 0):
+            raise InputError(f"--finetune-lr must be finite and > 0, got {self.finetune_lr}")
 
     def fit_config(self) -> FitConfig:
         """The FitConfig of a Reformer cell from scratch (zero-shot, scratch)."""

@@ -255,3 +255,11 @@ def test_an_option_refused_after_the_lock_leaves_no_run_directory_and_no_stale_l
     assert again.exit_code == 2 and (run / "manifest.json").is_file() and any((run / "parts").iterdir())
     resumed = CliRunner().invoke(kernelbench, ["sweep", "--spec", str(spec), "-o", str(run), *FAST])
     assert resumed.exit_code == 0 and "took over" not in resumed.output
+
+
+@pytest.mark.parametrize("args", [("--rse", "nan"), ("--budget-s", "inf"), ("--timeout-s", "nan"),
+                                  ("--max-memory-gb", "nan"), ("--flush-every-s", "nan"), ("--seed", "-1")])
+def test_sweep_refuses_non_finite_floats_and_negative_seeds(tmp_path, spec, args):
+    result = CliRunner().invoke(kernelbench, ["sweep", "--spec", str(spec), "-o", str(tmp_path / "r"), *FAST, *args])
+    assert result.exit_code == 2 and args[0] in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()

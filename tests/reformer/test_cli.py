@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from cli import reformer
 from kernelbench import schema
+from kernelbench.errors import InputError
 from tests.reformer.synthetic import synthetic_device_frame, synthetic_frame, write_synthetic
 
 PROBLEM = "batch=8,in_channels=64,in_h=56,in_w=56,out_channels=64,filter_h=3,filter_w=3,pad_h=1,pad_w=1,dtype=fp32,direction=fwd"
@@ -336,3 +337,24 @@ def test_fit_says_when_min_steps_raises_the_epochs(fitted, tmp_path):
                  "--blocks", 1, "--batch-size", 64, "--threads", 1, "--quiet")
     assert raised.exit_code == 0, raised.output
     assert "5 epochs (--epochs 1 raised to 5 by --min-steps 20)" in raised.output
+
+
+@pytest.mark.parametrize("args", [("--lr", "nan"), ("--ratio-power", "inf"), ("--membership-weight", "nan"),
+                                  ("--time-weight", "nan"), ("--train-noise", "nan"), ("--seed", "-1"),
+                                  ("--seed", str(2**64))])
+def test_fit_refuses_non_finite_floats_and_seeds_out_of_range_before_training(fitted, tmp_path, args):
+    root, _ = fitted
+    result = run("fit", root / "d.parquet", "-o", tmp_path / "m", *args, "--quiet")
+    assert result.exit_code == 2 and args[0] in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_fit_config_refuses_nan_from_python_too():
+    from reformer.config import FitConfig
+    from reformer.transfer import TransferOptions
+
+    for field in ("lr", "ratio_power", "softmax_tau_ms", "membership_weight", "weight_decay", "time_weight"):
+        with pytest.raises(InputError, match="must be"):
+            FitConfig(**{field: float("nan")})
+    with pytest.raises(InputError, match="--finetune-lr"):
+        TransferOptions(finetune_lr=float("nan"))
