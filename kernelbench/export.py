@@ -19,7 +19,10 @@ from kernelbench.problem import CATEGORICAL_FIELDS, DERIVED_FIELDS, INT_FIELDS, 
 from kernelbench.shards import Shard
 from kernelbench.store import (
     IDENTITY_FIELDS,
+    MANIFEST_NAME,
     PART_PROVENANCE,
+    PARTS_DIR,
+    SHARDS_DIR,
     part_files,
     read_manifest,
     read_part,
@@ -224,11 +227,19 @@ def export(
     Temporary files that killed exports to ``output`` left beside it are removed first.
 
     Raises:
-        InputError: see :func:`merge_runs`; or ``output`` cannot be written (disk full, read-only).
+        InputError: see :func:`merge_runs`; ``output`` is one of a run directory's own files (its manifest, or
+            under ``parts/`` or ``shards/``, which the export would overwrite); or ``output`` cannot be written
+            (disk full, read-only).
     """
     if fmt not in ("long", "wide"):
         raise InputError(f"--format {fmt!r}: use long or wide")
     output = Path(output)
+    target = output.resolve()
+    for run_dir in map(Path, run_dirs):
+        owned = [run_dir.resolve() / name for name in (MANIFEST_NAME, PARTS_DIR, SHARDS_DIR)]
+        if any(target == path or path in target.parents for path in owned):
+            raise InputError(f"-o {output} is inside {run_dir}'s own files ({MANIFEST_NAME}, {PARTS_DIR}/, "
+                             f"{SHARDS_DIR}/), which it would overwrite; write the dataset elsewhere")
     schema.remove_stale_temp_files(output.parent, name=output.name)
     frame, metadata = merge_runs(run_dirs, keep_failed=keep_failed, allow_mixed_devices=allow_mixed_devices,
                                  allow_partial=allow_partial)

@@ -332,10 +332,12 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
         raise InputError(f"{run_dir} is not a kernelbench run directory (no {MANIFEST_NAME})") from None
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise InputError(f"{path}: unreadable manifest (a JSON {type(manifest).__name__}, not an object)")
     version = manifest.get("schema_version")
     if version != schema.SCHEMA_VERSION:
         raise InputError(
-            f"{run_dir}: run directory of kernelbench schema version {version}, this kernelbench uses "
+            f"{run_dir}: run directory of kernelbench schema version {version!r}, this kernelbench uses "
             f"{schema.SCHEMA_VERSION}; export it with the kernelbench that made it"
         )
     return manifest

@@ -263,3 +263,16 @@ def test_sweep_refuses_non_finite_floats_and_negative_seeds(tmp_path, spec, args
     result = CliRunner().invoke(kernelbench, ["sweep", "--spec", str(spec), "-o", str(tmp_path / "r"), *FAST, *args])
     assert result.exit_code == 2 and args[0] in result.output and "Traceback" not in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_export_refuses_to_write_into_the_run_it_reads(tmp_path, spec):
+    run = tmp_path / "run"
+    assert CliRunner().invoke(kernelbench, ["sweep", "--spec", str(spec), "-o", str(run), *FAST]).exit_code == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.suffix != ".lock"}
+    part = next((run / "parts").iterdir())
+    for target in (part, run / "manifest.json", run / "parts" / "new.parquet", run / "shards" / "x.parquet"):
+        result = CliRunner().invoke(kernelbench, ["export", str(run), "-o", str(target)])
+        assert result.exit_code == 2 and "own files" in result.output, result.output
+    assert {p: p.read_bytes() for p in before} == before and not (run / "parts" / "new.parquet").exists()
+    # The run directory's root is a fine place for its dataset.
+    assert CliRunner().invoke(kernelbench, ["export", str(run), "-o", str(run / "run.parquet")]).exit_code == 0

@@ -41,6 +41,13 @@ def test_other_schema_version_and_missing_manifest(tmp_path):
         read_manifest(tmp_path / "run")
     with pytest.raises(InputError, match="not a kernelbench run directory"):
         read_manifest(tmp_path)
+    # Valid JSON that is not an object, and a version written as text ("1" is not 1).
+    (tmp_path / "run" / "manifest.json").write_text("[]")
+    with pytest.raises(InputError, match="unreadable manifest .a JSON list"):
+        read_manifest(tmp_path / "run")
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps({**manifest, "schema_version": "1"}))
+    with pytest.raises(InputError, match="schema version '1', this kernelbench uses 1"):
+        read_manifest(tmp_path / "run")
 
 
 def test_temp_files_of_a_killed_write_are_ignored_and_corrupt_parts_named(tmp_path):
