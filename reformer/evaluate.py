@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from kernelbench.errors import InputError
 from kernelbench.info import BASELINE_KERNELS
 from reformer.borrowed import Borrowed
 from reformer.candidates import CandidateRule
@@ -111,12 +112,18 @@ def evaluate(selector: Selector, matrix: RuntimeMatrix, *, seed: int = 0, top_ks
     described by the selector's descriptors, the dataset's metadata or the package's table.
 
     Raises:
-        InputError: the model's candidate rule cannot place a problem (a direction it never saw), or it
-            reads the device and a device has no descriptor.
+        InputError: no problem of ``matrix`` has a kernel the model knows (nothing to score), the model's
+            candidate rule cannot place a problem (a direction it never saw), or it reads the device and a device
+            has no descriptor.
     """
     known_times, unknown = align_kernels(matrix, selector.kernels)
     scorable = ~np.isnan(known_times).all(axis=1)
     rows = np.flatnonzero(scorable)
+    if len(rows) == 0:
+        raise InputError(f"none of the dataset's {matrix.n_problems:,} problems has a kernel the model knows, so "
+                         f"there is nothing to score (the dataset's kernels: {', '.join(matrix.kernels) or 'none'}; "
+                         f"the model's: {', '.join(selector.kernels)}): evaluate it on a dataset of the same library "
+                         "and backend")
     known_times = known_times[rows]
     # Columns: the model's vocabulary, then the unknown kernels (never picked, but part of t_best); the times'
     # time_rse (near-ties, tie_top1) in the same order.

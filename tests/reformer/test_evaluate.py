@@ -1,6 +1,8 @@
 import numpy as np
 import polars as pl
+import pytest
 
+from kernelbench.errors import InputError
 from reformer.data import pivot
 from reformer.evaluate import evaluate
 from reformer.selector import Selector
@@ -23,6 +25,10 @@ def test_unknown_kernels_are_reported_and_unscorable_problems_skipped(model_dir,
     # t_best still sees gemm_v2: where it is fastest, the oracle is unreachable for the model.
     assert result.baselines["oracle"].top1 == 1.0
     assert np.isfinite(result.model.oracle_ratio) and result.model.oracle_ratio <= 1.0
+    # A dataset of another library: nothing to score is an error, not a table of NaN.
+    other = frame.with_columns((pl.lit("other_") + pl.col("kernel")).alias("kernel"))
+    with pytest.raises(InputError, match="none of the dataset's .* problems has a kernel the model knows"):
+        evaluate(Selector.load(model_dir), pivot(other))
 
 
 def test_torch_default_is_a_baseline_beside_static_where_the_dataset_measured_it(matrix):
