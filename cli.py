@@ -65,6 +65,10 @@ POSITIVE = _FiniteRange(min=0, min_open=True)
 SEED = click.IntRange(min=0, max=2**32 - 1)
 
 
+#: The commands that keep finished work when interrupted, and resume it when run again.
+_RESUMABLE_COMMANDS = ("sweep", "tune", "ablate", "transfer")
+
+
 class _Group(click.Group):
     """A click group that turns :class:`InputError` into one line on stderr and exit status 2, and
     :class:`RunAborted` into one line and exit status 1."""
@@ -73,10 +77,11 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except InputError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            # One line even where the message quotes a library's multi-line text (pyarrow, torch).
+            click.echo(f"Error: {' '.join(str(exc).split())}", err=True)
             sys.exit(2)
         except RunAborted as exc:
-            click.echo(f"Aborted: {exc}", err=True)
+            click.echo(f"Aborted: {' '.join(str(exc).split())}", err=True)
             sys.exit(1)
         except OSError as exc:
             # A full disk, a quota or a read-only filesystem is never a bug: one line, whatever wrote.
@@ -86,7 +91,10 @@ class _Group(click.Group):
             click.echo(f"Error: cannot write{where}: {exc.strerror or exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            click.echo("Interrupted; finished work is saved, re-run the same command to resume.", err=True)
+            if ctx.invoked_subcommand in _RESUMABLE_COMMANDS:
+                click.echo("Interrupted; finished work is saved, re-run the same command to resume.", err=True)
+            else:  # every other command writes its output whole at the end, or not at all
+                click.echo("Interrupted; nothing was written.", err=True)
             sys.exit(130)
 
 
@@ -851,6 +859,10 @@ def reformer_select(model_dir: str, problem: str, applicable: str | None, top: i
     if borrowed_from is not None:
         click.echo(f"note: {device} is not a training device; this problem's kernels that {borrowed_from} (same "
                    "architecture) measured come first, in their measured order, then the model's ranking", err=True)
+    elif device is not None and device not in (trained_on := selector.trained.info.get("devices") or [device]):
+        # A typo in --device must not pass unnoticed: a model that does not read the device ranks the same.
+        click.echo(f"note: --device {device} is not a device the model was trained on ({', '.join(trained_on)})",
+                   err=True)
     unknown = selector.unknown_kernels(names or [])
     if unknown:
         click.echo(f"ignored kernel(s) unknown to the model: {', '.join(unknown)}", err=True)

@@ -107,6 +107,8 @@ class TransferOptions:
         bad = [f for f in self.fractions if not 0 < f < 1]
         if bad or not self.fractions:
             raise InputError(f"--fractions must be shares in (0, 1), got {', '.join(map(str, self.fractions)) or 'none'}")
+        if self.targets is not None and not self.targets:
+            raise InputError("--targets names no device; name one or more (or leave it out for every device)")
         if not 0 < self.source_validation < 1:
             raise InputError(f"source_validation must be in (0, 1), got {self.source_validation}")
         if self.threads < 1:

@@ -358,3 +358,40 @@ def test_fit_config_refuses_nan_from_python_too():
             FitConfig(**{field: float("nan")})
     with pytest.raises(InputError, match="--finetune-lr"):
         TransferOptions(finetune_lr=float("nan"))
+    with pytest.raises(InputError, match="--targets names no device"):
+        TransferOptions(targets=())
+
+
+def test_an_interrupted_fit_says_that_nothing_was_written(fitted, tmp_path, monkeypatch):
+    from reformer import train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "fit", interrupted)
+    root, _ = fitted
+    result = run("fit", root / "d.parquet", "-o", tmp_path / "m", "--quiet")
+    assert result.exit_code == 130 and result.stderr.strip() == "Interrupted; nothing was written."
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_multi_line_input_error_is_printed_on_one_line(fitted, monkeypatch):
+    from reformer import selector
+
+    def fails(*args, **kwargs):
+        raise InputError("cannot load the weights:\n\tsize mismatch for head.weight\n\tcopying a param")
+
+    monkeypatch.setattr(selector.Selector, "load", fails)
+    root, _ = fitted
+    result = run("select", root / "model", "--problem", PROBLEM)
+    assert result.exit_code == 2
+    assert result.stderr == "Error: cannot load the weights: size mismatch for head.weight copying a param\n"
+
+
+def test_select_notes_a_device_the_model_was_not_trained_on(fitted):
+    root, _ = fitted
+    trained_on = json.loads((root / "model" / "config.json").read_text())["devices"]
+    result = run("select", root / "model", "--problem", PROBLEM, "--device", "nope")
+    assert result.exit_code == 0 and f"--device nope is not a device the model was trained on ({trained_on[0]}" in result.stderr
+    same = run("select", root / "model", "--problem", PROBLEM, "--device", trained_on[0])
+    assert same.exit_code == 0 and "not a device the model was trained on" not in same.stderr
