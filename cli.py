@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import math
 import signal
 import sys
 
@@ -36,14 +37,11 @@ from reformer.splits import GROUPINGS
 _DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 
-
 class _Finite:
     """Makes a click float type refuse what is not finite: click's float types take "nan" and "inf", and a NaN
     passes every range check."""
 
     def convert(self, value, param, ctx):
-        import math
-
         number = super().convert(value, param, ctx)
         if number is not None and not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
@@ -58,7 +56,7 @@ class _FiniteRange(_Finite, click.FloatRange):
     """A finite float in a range (click.FloatRange's arguments)."""
 
 
-#: Every float option's type (and each range's, wrapped), so that NaN and infinity are refused in one place.
+#: The types of every float option (any finite float; finite and > 0), so NaN and infinity are refused in one place.
 FINITE = _FiniteFloat()
 POSITIVE = _FiniteRange(min=0, min_open=True)
 #: Every --seed option's type: numpy's and torch's generators take seeds in [0, 2**32).
