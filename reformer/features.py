@@ -342,18 +342,34 @@ class FeatureEncoder:
         )
 
 
-def _training_descriptor(label: str, given: Mapping[str, DeviceDescriptor] | None) -> DeviceDescriptor:
+def _training_descriptor(label: str, given: Mapping[str, DeviceDescriptor] | None, *,
+                         without_tokens: str | None = "--no-device-tokens") -> DeviceDescriptor:
     """A training device's descriptor: ``given`` (the dataset's metadata), else the package's table.
 
     Raises:
-        InputError: neither has one (the message says how to record one or to train without device tokens).
+        InputError: neither has one (the message says how to record one, or to train without device tokens with
+            the option ``without_tokens`` where the command has one).
     """
     try:
         return find_descriptor(label, trained={}, given=given)
     except InputError:
+        alternative = f" or train without device tokens ({without_tokens})" if without_tokens else ""
         raise InputError(f"no descriptor for device {label}, which device tokens need: record one when importing "
-                         "(kernelbench import ... --device-spec FILE, format: docs/device-descriptors.md) or train "
-                         "without device tokens (--no-device-tokens)") from None
+                         "(kernelbench import ... --device-spec FILE, format: docs/device-descriptors.md)"
+                         f"{alternative}") from None
+
+
+def check_training_descriptors(labels: Sequence[str], given: Mapping[str, DeviceDescriptor] | None, *,
+                               without_tokens: str | None = "--no-device-tokens") -> None:
+    """Refuse, before any training, what :meth:`FeatureEncoder.fit` with device tokens would: training devices
+    (more than one) without a descriptor.
+
+    Raises:
+        InputError: as :func:`_training_descriptor`.
+    """
+    if len(labels) > 1:
+        for label in labels:
+            _training_descriptor(label, given, without_tokens=without_tokens)
 
 
 def _derived_columns(columns: Mapping[str, Any]) -> dict[str, Any]:

@@ -449,3 +449,18 @@ def test_cli_help_lists_every_study_and_both_protocols():
     assert result.exit_code == 0
     assert f"Comma-separated subset of: {', '.join(STUDIES)}." in result.output
     assert "both protocols" in result.output and f"top-k for k = {', '.join(map(str, TOP_KS))}" in result.output
+
+
+def test_a_dataset_of_undescribed_devices_is_refused_before_run_json(tmp_path):
+    """Device tokens need a descriptor for every device of a merged dataset: the grid says so at once (without
+    naming --no-device-tokens, which fit has and ablate does not) and leaves no report directory behind."""
+    from kernelbench import schema
+    from tests.reformer.synthetic import synthetic_device_frame, synthetic_frame
+
+    frame = pl.concat([synthetic_frame(120, seed=1), synthetic_device_frame(120, seed=1, device="other")])
+    schema.write_dataset(frame, tmp_path / "two.parquet", {"source": "test"})
+    result = CliRunner().invoke(reformer, ["ablate", str(tmp_path / "two.parquet"), "-o", str(tmp_path / "r"),
+                                           "--quick", "--seeds", "1", "--studies", "labels", "--no-progress"])
+    assert result.exit_code == 2 and "no descriptor for device" in result.output, result.output
+    assert "--no-device-tokens" not in result.output
+    assert not (tmp_path / "r" / "run.json").exists()
