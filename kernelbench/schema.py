@@ -88,10 +88,10 @@ def conform(frame: pl.DataFrame, *, where: str = "dataset") -> pl.DataFrame:
     """
     missing = [c for c in NON_NULL if c not in frame.columns]
     if missing:
-        raise InputError(f"dataset is missing required column(s): {', '.join(missing)}")
+        raise InputError(f"{where} is missing required column(s): {', '.join(missing)}")
     extra = [c for c in frame.columns if c not in COLUMNS]
     if extra:
-        raise InputError(f"dataset has unknown column(s): {', '.join(extra)}")
+        raise InputError(f"{where} has unknown column(s): {', '.join(extra)}")
     check_integral(frame, POLARS_SCHEMA, where=where)
     try:
         return frame.select(
@@ -306,6 +306,9 @@ def read_dataset(path: str | os.PathLike[str]) -> tuple[pl.DataFrame, dict[str, 
         InputError: unreadable file, other schema version, missing columns, invalid values.
     """
     meta = read_metadata(path)
+    if meta.get("format") == "wide":
+        raise InputError(f"{path}: a wide export (kernelbench export --format wide, one column per kernel, for "
+                         "other tools); this command reads the long format: export the run again without --format")
     try:
         frame = pl.read_parquet(path)
     except (OSError, pl.exceptions.PolarsError, pa.ArrowException) as exc:

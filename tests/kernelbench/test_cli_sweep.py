@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from cli import kernelbench
 from kernelbench import schema
+from kernelbench.errors import InputError
 from kernelbench.store import read_parts
 from tests.kernelbench.helpers import TINY_SPEC
 
@@ -276,3 +277,16 @@ def test_export_refuses_to_write_into_the_run_it_reads(tmp_path, spec):
     assert {p: p.read_bytes() for p in before} == before and not (run / "parts" / "new.parquet").exists()
     # The run directory's root is a fine place for its dataset.
     assert CliRunner().invoke(kernelbench, ["export", str(run), "-o", str(run / "run.parquet")]).exit_code == 0
+
+
+def test_a_wide_export_is_named_as_such_where_a_long_dataset_is_read(tmp_path, spec):
+    from kernelbench.schema import conform
+
+    run = tmp_path / "run"
+    assert CliRunner().invoke(kernelbench, ["sweep", "--spec", str(spec), "-o", str(run), *FAST]).exit_code == 0
+    wide = tmp_path / "wide.parquet"
+    assert CliRunner().invoke(kernelbench, ["export", str(run), "-o", str(wide), "--format", "wide"]).exit_code == 0
+    result = CliRunner().invoke(kernelbench, ["info", str(wide)])
+    assert result.exit_code == 2 and f"{wide}: a wide export" in result.output, result.output
+    with pytest.raises(InputError, match="extra.parquet has unknown column"):
+        conform(read_parts(run).with_columns(pl.lit(1).alias("extra")), where="extra.parquet")
