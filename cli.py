@@ -911,10 +911,17 @@ def _with_device_spec(selector, model_dir: str, device_spec: str, matrix):
 
 
 def selector_problem(fields: dict[str, str]):
-    """The validated problem of ``--problem`` (InputError names the field)."""
-    from kernelbench.problem import ConvProblem
+    """The validated problem of ``--problem`` (InputError names the field).  Output sizes and ``problem_id``,
+    which a dataset row carries and the problem derives, must agree with what it derives."""
+    from kernelbench.problem import DERIVED_FIELDS, ConvProblem
 
-    return ConvProblem.from_mapping(fields)
+    problem = ConvProblem.from_mapping(fields)
+    row = problem.as_row()
+    for name in (*DERIVED_FIELDS, "problem_id"):
+        if name in fields and fields[name] != str(row[name]):
+            raise InputError(f"--problem gives {name}={fields[name]}, but the problem's other fields make it "
+                             f"{row[name]}; leave {name} out (it is derived)")
+    return problem
 
 
 # ---------------------------------------------------------------- reformer ablate

@@ -395,3 +395,15 @@ def test_select_notes_a_device_the_model_was_not_trained_on(fitted):
     assert result.exit_code == 0 and f"--device nope is not a device the model was trained on ({trained_on[0]}" in result.stderr
     same = run("select", root / "model", "--problem", PROBLEM, "--device", trained_on[0])
     assert same.exit_code == 0 and "not a device the model was trained on" not in same.stderr
+
+
+def test_select_checks_derived_fields_given_in_the_problem(fitted):
+    from cli import _parse_problem
+    from kernelbench.problem import ConvProblem
+
+    root, _ = fitted
+
+    out_h = ConvProblem.from_mapping(_parse_problem(PROBLEM)).as_row()["out_h"]
+    assert run("select", root / "model", "--problem", f"{PROBLEM},out_h={out_h}").exit_code == 0
+    wrong = run("select", root / "model", "--problem", f"{PROBLEM},out_h={out_h + 1}")
+    assert wrong.exit_code == 2 and f"out_h={out_h + 1}" in wrong.output and f"make it {out_h}" in wrong.output
