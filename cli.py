@@ -61,6 +61,9 @@ FINITE = _FiniteFloat()
 POSITIVE = _FiniteRange(min=0, min_open=True)
 #: Every --seed option's type: numpy's and torch's generators take seeds in [0, 2**32).
 SEED = click.IntRange(min=0, max=2**32 - 1)
+#: Every --threads option's type: thread pools of many thousands exhaust the process's thread limit (a typo's
+#: 100000 flooded the terminal with allocator errors and hung).
+THREADS = click.IntRange(min=1, max=1024)
 
 
 #: The commands that keep finished work when interrupted, and resume it when run again.
@@ -150,7 +153,7 @@ _MEASURE_OPTIONS = (
                  help="Data type of built-in spaces."),
     click.option("--kernels", "kernel_spec", default="default", show_default=True,
                  help="all, default, or a comma-separated list of names (see `kernelbench kernels`)."),
-    click.option("--threads", type=click.IntRange(min=1), default=_threads_default, show_default="all cores",
+    click.option("--threads", type=THREADS, default=_threads_default, show_default="all cores",
                  help="Threads for every CPU kernel (fixed and recorded)."),
     click.option("--shard", default="0/1", show_default=True,
                  help="Run shard i of n (0-based), e.g. 3/8, into the shared run directory; auto: from a SLURM job "
@@ -592,7 +595,7 @@ def _parse_problem(text: str) -> dict[str, str]:
 @click.option("--patience", type=int, default=_FIT.patience, show_default=True,
               help="Stop after this many epochs without a better validation oracle ratio (0: never).")
 @click.option("--seed", type=SEED, default=_FIT.seed, show_default=True, help="Seed of the split, initialisation and batches.")
-@click.option("--threads", type=int, default=_FIT.threads, show_default=True, help="torch CPU threads.")
+@click.option("--threads", type=THREADS, default=_FIT.threads, show_default=True, help="torch CPU threads.")
 @click.option("--fractions", default="0.8,0.1,0.1", show_default=True, help="Train,validation,test fractions.")
 @click.option("--split-by", default=None, help="Hold out problems as the test split, e.g. direction=bwd_weights or network=resnet50 (a built-in network: every problem with one of its layer shapes).")
 @click.option("--group-by", type=click.Choice(GROUPINGS), default=None,
@@ -946,7 +949,7 @@ from reformer.grid import STUDIES as ABLATION_STUDIES, TOP_KS as ABLATION_TOP_KS
               help="Training epochs of every Reformer cell  [default: reformer fit's, or --quick's].  Fewer make "
                    "the grid cheaper in proportion, at some accuracy (see docs/ablations.md).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Cells run in parallel processes.")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--threads", type=THREADS, default=1, show_default=True,
               help="torch/LightGBM threads per job (prefer --jobs: extra threads stall on a busy machine).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar over the cells.")
 @click.option("--report-only", is_flag=True,
@@ -987,7 +990,7 @@ def reformer_ablate(dataset: str, report_dir: str, seeds: int, studies: str, qui
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of every split, sample and fit.")
 @click.option("--finetune-lr", type=FINITE, default=None,
               help="Peak learning rate of fine-tuning  [default: a fifth of reformer fit's --lr].")
-@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="torch/LightGBM threads.")
+@click.option("--threads", type=THREADS, default=2, show_default=True, help="torch/LightGBM threads.")
 @click.option("--quick", is_flag=True, help="At most 1,500 problems per device and short training (minutes).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar over the cells.")
 @click.option("--report-only", is_flag=True,

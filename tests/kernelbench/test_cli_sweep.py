@@ -290,3 +290,10 @@ def test_a_wide_export_is_named_as_such_where_a_long_dataset_is_read(tmp_path, s
     assert result.exit_code == 2 and f"{wide}: a wide export" in result.output, result.output
     with pytest.raises(InputError, match="extra.parquet has unknown column"):
         conform(read_parts(run).with_columns(pl.lit(1).alias("extra")), where="extra.parquet")
+
+
+def test_threads_beyond_the_bound_are_refused(tmp_path, spec):
+    result = CliRunner().invoke(kernelbench, ["sweep", "--spec", str(spec), "-o", str(tmp_path / "r"),
+                                              *FAST, "--threads", "100000"])
+    assert result.exit_code == 2 and "--threads" in result.output and "1024" in result.output
+    assert not (tmp_path / "r").exists()
