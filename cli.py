@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import math
+import os
 import signal
 import sys
 
@@ -62,8 +63,8 @@ POSITIVE = _FiniteRange(min=0, min_open=True)
 #: Every --seed option's type: numpy's and torch's generators take seeds in [0, 2**32).
 SEED = click.IntRange(min=0, max=2**32 - 1)
 #: Every --threads option's type: thread pools of many thousands exhaust the process's thread limit (a typo's
-#: 100000 flooded the terminal with allocator errors and hung).
-THREADS = click.IntRange(min=1, max=1024)
+#: 100000 flooded the terminal with allocator errors and hung); a machine with more cores may use them all.
+THREADS = click.IntRange(min=1, max=max(1024, os.cpu_count() or 1))
 
 
 #: The commands that keep finished work when interrupted, and resume it when run again.
