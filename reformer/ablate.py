@@ -41,7 +41,7 @@ from kernelbench.errors import InputError, RunAborted
 from reformer.config import FitConfig, drop_neutral_membership
 from reformer.data import RuntimeMatrix, load_matrix
 from reformer.device_features import dataset_descriptors
-from reformer.features import check_training_descriptors
+from reformer.features import training_descriptors
 from reformer.grid import STUDIES, TOP_KS, Variant, variants
 from reformer.splits import Split, SplitSpec, make_split
 from reformer.store import write_json
@@ -484,7 +484,7 @@ def run_ablation(
     matrix = load_data(dataset, options.quick)
     if (options.base or FitConfig()).device_tokens:
         # Refused before run.json is written, not in every cell (the grid has no --no-device-tokens).
-        check_training_descriptors(matrix.devices, dataset_descriptors(matrix.metadata), without_tokens=None)
+        training_descriptors(matrix.devices, dataset_descriptors(matrix.metadata), without_tokens=None)
     data_id = data_identity(matrix, options)
     all_variants = tuple(v for s in options.studies for v in variants(s))
     notices = []

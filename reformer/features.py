@@ -223,11 +223,10 @@ class FeatureEncoder:
         numeric_names = FIELD_TOKENS + tuple(derived)
         raw = _numeric_columns(columns, numeric_names)
         labels = sorted({str(v) for v in columns["device"]}) if device_tokens and "device" in columns else []
-        devices: tuple[tuple[str, DeviceDescriptor], ...] = ()
         # One device: every device token is constant or a function of the problem alone, so none is added and a
         # single-device model stays exactly what it was before device tokens existed.
-        if len(labels) > 1:
-            devices = tuple((label, _training_descriptor(label, descriptors)) for label in labels)
+        devices = training_descriptors(labels, descriptors)
+        if devices:
             device_columns = _device_columns(columns, dict(devices))
             categorical_columns.update({name: device_columns[name] for name in DEVICE_CATEGORICAL_TOKENS})
             raw.update({name: device_columns[name] for name in DEVICE_NUMERIC_TOKENS})
@@ -359,17 +358,18 @@ def _training_descriptor(label: str, given: Mapping[str, DeviceDescriptor] | Non
                          f"{alternative}") from None
 
 
-def check_training_descriptors(labels: Sequence[str], given: Mapping[str, DeviceDescriptor] | None, *,
-                               without_tokens: str | None = "--no-device-tokens") -> None:
-    """Refuse, before any training, what :meth:`FeatureEncoder.fit` with device tokens would: training devices
-    (more than one) without a descriptor.
+def training_descriptors(labels: Sequence[str], given: Mapping[str, DeviceDescriptor] | None, *,
+                         without_tokens: str | None = "--no-device-tokens") -> tuple[tuple[str, DeviceDescriptor], ...]:
+    """``(label, descriptor)`` of every training device when there are several (device tokens are added only
+    then; ``()`` for one), as :meth:`FeatureEncoder.fit` uses them; a command calls it before any training to
+    refuse early what the fit would.
 
     Raises:
         InputError: as :func:`_training_descriptor`.
     """
-    if len(labels) > 1:
-        for label in labels:
-            _training_descriptor(label, given, without_tokens=without_tokens)
+    if len(labels) < 2:
+        return ()
+    return tuple((label, _training_descriptor(label, given, without_tokens=without_tokens)) for label in labels)
 
 
 def _derived_columns(columns: Mapping[str, Any]) -> dict[str, Any]:
