@@ -110,8 +110,8 @@ class FitConfig:
             raise InputError(f"--candidates {self.candidates!r} is unknown; use one of {', '.join(CANDIDATES)}")
         if self.membership_term not in MEMBERSHIP_TERMS:
             raise InputError(f"--membership-term {self.membership_term!r} is unknown; use one of {', '.join(MEMBERSHIP_TERMS)}")
-        if not self.membership_weight >= 0:  # written so that NaN fails too
-            raise InputError(f"--membership-weight must be >= 0, got {self.membership_weight}")
+        if not (math.isfinite(self.membership_weight) and self.membership_weight >= 0):
+            raise InputError(f"--membership-weight must be finite and >= 0, got {self.membership_weight}")
         if self.schedule not in SCHEDULES:
             raise InputError(f"--schedule {self.schedule!r} is unknown; use one of {', '.join(SCHEDULES)}")
         for name in ("epochs", "batch_size", "threads"):

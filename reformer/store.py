@@ -229,12 +229,12 @@ def _alive(pid: int) -> bool:
 def _is_model_dir(directory: Path) -> bool:
     """Whether ``directory`` holds a model ``save_model`` may replace: its ``config.json`` says so, or (a model whose
     config was lost) its manifest is a model manifest.  Any other ``manifest.json`` (a kernelbench run's) is not."""
-    for name, key, expected in ((CONFIG_FILE, "format", FORMAT), (MANIFEST_FILE, "format", MANIFEST_FORMAT)):
+    for name, expected in ((CONFIG_FILE, FORMAT), (MANIFEST_FILE, MANIFEST_FORMAT)):
         try:
             data = json.loads((directory / name).read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and data.get(key) == expected:
+        if isinstance(data, dict) and data.get("format") == expected:
             return True
     return False
 
